@@ -1,0 +1,3 @@
+from saca_lab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Command line: parses arguments and calls the library. Exit codes: 0 ok, 2 bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from saca_lab import __version__
+from saca_lab.errors import InputError
+
+
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", help="where datasets are stored (default: $SACA_LAB_DATA or ./data)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saca-lab", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"saca-lab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="simulate a preset dataset or one spectrum")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--preset", help="slag, carbon-steel or stainless")
+    src.add_argument("--composition", help='one spectrum, e.g. "Fe=98.2,Mn=0.8,C=0.4" (mass %%)')
+    p.add_argument("--out", help="dataset directory (preset) or CSV file (composition); "
+                                 "default for a preset: DATA_ROOT/PRESET")
+    p.add_argument("--samples", type=int, help="number of samples (preset default otherwise)")
+    p.add_argument("--shots", type=int, help="shots per sample (preset default; 1 for --composition)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--instrument", help="trcsl or saca (preset default; trcsl for --composition)")
+    p.add_argument("--matrix", help="steel, slag, stainless-spark or rock (--composition only; "
+                                    "default: slag for oxides, else steel)")
+    p.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing different dataset")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_root(p)
+
+    p = sub.add_parser("import", help="import measured spectra files into the dataset store")
+    p.add_argument("files", nargs="+", help="CSV (PyHAT, two-column, wide), NPZ, or folders")
+    p.add_argument("--targets", help="labels CSV: sample_id + element/oxide columns (mass %%)")
+    p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("info", help="summarise a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--verify", action="store_true", help="re-hash every file against the manifest")
+
+    p = sub.add_parser("realism", help="score simulated vs measured spectra by peak matching")
+    p.add_argument("measured", nargs="+", help="two-column wavelength,intensity CSV files")
+    p.add_argument("--composition", help="mass %% (default: certified BHVO-2, O balance)")
+    p.add_argument("--simulator", choices=["preset", "plain"], default="preset",
+                   help="preset: the full simulator (channels, backgrounds, noise); "
+                        "plain: a bare libskit LTE spectrum at 10,000 K")
+    p.add_argument("--out", default="reports/realism", help="folder for overlay PNGs and scores.csv")
+
+    p = sub.add_parser("plot", help="paper-style figures")
+    p.add_argument("figure", choices=["fig8"], help="fig8: raw vs airPLS-corrected spectra, "
+                                                    "first 5 slag and carbon-steel samples")
+    p.add_argument("--out", default="reports/fig8.png")
+    p.add_argument("--shots", type=int, help="shots per sample if the presets must be generated")
+    p.add_argument("--jobs", type=int)
+    _add_data_root(p)
+    return parser
+
+
+def _cmd_simulate(args) -> int:
+    from saca_lab.chemistry import parse_composition
+    from saca_lab.data.store import data_root
+    from saca_lab.spectra.simulate import preset_config, simulate_dataset, simulate_spectrum
+
+    if args.composition:
+        if not args.out:
+            raise InputError("--out FILE.csv is required with --composition")
+        wl, y = simulate_spectrum(parse_composition(args.composition),
+                                  instrument=args.instrument or "trcsl", matrix=args.matrix,
+                                  n_shots=args.shots or 1, seed=args.seed)
+        from saca_lab.io import write_two_column_csv
+
+        write_two_column_csv(args.out, wl, y)
+        print(f"wrote {args.out} ({wl.size} points, {wl[0]:.3f}-{wl[-1]:.3f} nm air)")
+        return 0
+    if args.matrix:
+        raise InputError("--matrix applies to --composition; presets fix their matrix")
+    config = preset_config(args.preset, n_samples=args.samples, n_shots=args.shots,
+                           seed=args.seed, instrument=args.instrument)
+    out = Path(args.out) if args.out else data_root(args.data_root) / args.preset
+    ds = simulate_dataset(config, out, n_jobs=args.jobs, overwrite=args.overwrite,
+                          progress=not args.quiet)
+    print(f"{ds.path}: {ds.shape[0]} samples x {ds.shape[1]} shots x {ds.shape[2]} points, "
+          f"targets {', '.join(ds.targets)}")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from saca_lab.data.importer import import_files
+
+    out = import_files(args.files, out_dir=args.out, targets_csv=args.targets,
+                       overwrite=args.overwrite)
+    from saca_lab.data.store import open_dataset
+
+    ds = open_dataset(out)
+    print(f"{out}: {ds.shape[0]} samples x {ds.shape[1]} shots x {ds.shape[2]} points, "
+          f"targets {', '.join(ds.targets) or '(none)'}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    import json
+
+    from saca_lab.data.store import open_dataset
+
+    ds = open_dataset(args.dataset)
+    m = ds.manifest
+    print(f"{ds.path}\n  shape: {ds.shape} float32\n  wavelengths: "
+          f"{ds.wavelengths[0]:.3f}-{ds.wavelengths[-1]:.3f} nm\n  targets: {', '.join(ds.targets)}")
+    prov = {k: v for k, v in m["provenance"].items() if not isinstance(v, dict)}
+    print("  provenance: " + json.dumps(prov, default=str))
+    if args.verify:
+        ds.verify()
+        print("  checksums: ok")
+    return 0
+
+
+def _cmd_realism(args) -> int:
+    from saca_lab.spectra.realism_cli import run_realism
+
+    return run_realism(args.measured, composition=args.composition, simulator=args.simulator,
+                       out_dir=args.out)
+
+
+def _cmd_plot(args) -> int:
+    from saca_lab.plots import fig8_from_presets
+
+    path = fig8_from_presets(args.out, data_root=args.data_root, n_shots=args.shots,
+                             n_jobs=args.jobs)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"simulate": _cmd_simulate, "import": _cmd_import, "info": _cmd_info,
+            "realism": _cmd_realism, "plot": _cmd_plot}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as e:
+        print(f"saca-lab {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

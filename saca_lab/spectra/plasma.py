@@ -1,0 +1,121 @@
+"""LTE plasma emission through libskit, sampled by an instrument.
+
+libskit does the physics: Saha-Boltzmann populations of neutral and singly ionised species from
+NIST data, Stark and instrumental line shapes, and radiative transfer with self-absorption over
+the plasma length. It works in vacuum wavelengths; the rest of saca-lab works in air, so the
+conversion happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from saca_lab.errors import InputError
+from saca_lab.spectra.instruments import Instrument
+
+
+@dataclass(frozen=True)
+class PlasmaState:
+    """Temperature (K), electron density (m^-3) and plasma length (m) of one emission state."""
+
+    temperature: float
+    electron_density: float
+    length: float
+
+
+@lru_cache(maxsize=1)
+def _database():
+    import libskit
+
+    # The bundled default lacks most Fe, Cr and Ni lines; the extended set has every NIST line.
+    db = libskit.Database.extended()
+    db.activate()
+    return db
+
+
+def libskit_version() -> str:
+    import libskit
+
+    return libskit.__version__
+
+
+# Elements whose libskit 0.2 model crashes the process (segmentation fault), refused up front.
+UNSUPPORTED = frozenset({"H", "D", "T"})
+
+
+def _fractions(composition_pct: Mapping[str, float]) -> dict[str, float]:
+    bad = sorted(UNSUPPORTED & {k for k, v in composition_pct.items() if v > 0})
+    if bad:
+        raise InputError(f"element(s) {bad} cannot be simulated (libskit 0.2 does not support them)")
+    total = sum(v for v in composition_pct.values() if v > 0)
+    if total <= 0:
+        raise InputError("composition has no positive component")
+    # libskit wants mass ratios summing to one; zero entries would only waste time.
+    return {el: v / total for el, v in composition_pct.items() if v > 0}
+
+
+@lru_cache(maxsize=8)
+def _vacuum_grids(instrument: Instrument) -> tuple[np.ndarray, ...]:
+    import libskit
+
+    return tuple(libskit.air_to_vacuum(g) for g in instrument.channel_grids())
+
+
+def emission(composition_pct: Mapping[str, float], state: PlasmaState,
+             instrument: Instrument) -> np.ndarray:
+    """Line plus continuum spectral irradiance on the instrument's grid (libskit units).
+
+    Lines come from ``calculate_spectrum`` (self-absorbed over ``state.length`` and broadened by
+    each channel's own resolution); the free-free and free-bound continuum, which libskit keeps
+    separate, is added as an optically thin column of the same length.
+    """
+    import libskit
+
+    _database()
+    model = libskit.LTEModel(_fractions(composition_pct), float(state.temperature),
+                             float(state.electron_density), float(state.length))
+    parts = []
+    for channel, wl_vac in zip(instrument.channels, _vacuum_grids(instrument)):
+        spectrometer = libskit.GenericSpectrometer(channel.fwhm_nm / 2.3548, instrument.lorentz_nm)
+        lines = spectrometer.calculate_spectrum(wl_vac, model)
+        free_free, free_bound = model.calculate_continuum_emission(wl_vac)
+        parts.append(np.asarray(lines) + (np.asarray(free_free) + np.asarray(free_bound)) * state.length)
+    return np.concatenate(parts)
+
+
+def element_shares(composition_pct: Mapping[str, float], state: PlasmaState,
+                   instrument: Instrument) -> tuple[list[str], np.ndarray]:
+    """Share of each pixel's line emission that comes from each element, shape (n_elements, n_points).
+
+    Built from libskit's line list (optically thin peak emission x width, spread by the channel
+    resolution); the continuum counts as nobody's. Used to let one element's local concentration
+    vary shot to shot without another plasma computation.
+    """
+    import libskit
+    from scipy.ndimage import gaussian_filter1d
+
+    _database()
+    fractions = _fractions(composition_pct)
+    elements = sorted(fractions)
+    model = libskit.LTEModel(fractions, float(state.temperature), float(state.electron_density),
+                             float(state.length))
+    parts = []
+    for channel, wl_vac in zip(instrument.channels, _vacuum_grids(instrument)):
+        contrib = np.zeros((len(elements), wl_vac.size))
+        lines = model.get_lines(wl_vac)
+        if lines:
+            ion, wl, peak, fwhm, _ = zip(*lines)
+            row = np.array([elements.index(name.split()[0]) for name in ion])
+            col = np.clip(np.searchsorted(wl_vac, wl), 0, wl_vac.size - 1)
+            np.add.at(contrib, (row, col), np.asarray(peak) * np.asarray(fwhm))
+        step = (wl_vac[-1] - wl_vac[0]) / (wl_vac.size - 1)
+        contrib = gaussian_filter1d(contrib, channel.fwhm_nm / 2.3548 / step, axis=1, mode="constant")
+        parts.append(contrib)
+    contrib = np.concatenate(parts, axis=1)
+    total = contrib.sum(axis=0)
+    floor = 1e-9 * float(total.max()) if total.size else 0.0
+    return elements, (contrib / (total + floor)).astype(np.float32)
