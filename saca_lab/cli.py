@@ -40,6 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", help="CSV (PyHAT, two-column, wide), NPZ, or folders")
     p.add_argument("--targets", help="labels CSV: sample_id + element/oxide columns (mass %%)")
     p.add_argument("--out", required=True, help="dataset directory to write")
+    p.add_argument("--grid", help="resample onto START:STOP:POINTS (nm) or onto the grid of "
+                                  "this two-column CSV or dataset directory")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("info", help="summarise a dataset")
@@ -92,11 +94,34 @@ def _cmd_simulate(args) -> int:
     return 0
 
 
+def _parse_grid(text: str | None):
+    """``START:STOP:POINTS`` or a file/dataset whose wavelengths to use."""
+    if text is None:
+        return None
+    import numpy as np
+
+    from saca_lab.data.readers import read_any
+    from saca_lab.data.store import is_dataset, open_dataset
+
+    if is_dataset(text):
+        return open_dataset(text).wavelengths
+    if Path(text).exists():
+        return read_any([text]).wavelengths
+    parts = text.split(":")
+    try:
+        start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+    except (ValueError, IndexError):
+        raise InputError(f"--grid {text!r}: expected START:STOP:POINTS or an existing file") from None
+    if len(parts) != 3 or not start < stop or n < 2:
+        raise InputError(f"--grid {text!r}: need START < STOP and POINTS >= 2")
+    return np.linspace(start, stop, n)
+
+
 def _cmd_import(args) -> int:
     from saca_lab.data.importer import import_files
 
     out = import_files(args.files, out_dir=args.out, targets_csv=args.targets,
-                       overwrite=args.overwrite)
+                       grid=_parse_grid(args.grid), overwrite=args.overwrite)
     from saca_lab.data.store import open_dataset
 
     ds = open_dataset(out)
@@ -123,7 +148,7 @@ def _cmd_info(args) -> int:
 
 
 def _cmd_realism(args) -> int:
-    from saca_lab.spectra.realism_cli import run_realism
+    from saca_lab.spectra.realism_report import run_realism
 
     return run_realism(args.measured, composition=args.composition, simulator=args.simulator,
                        out_dir=args.out)
