@@ -20,8 +20,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    import numpy as np
+
     cores = len(os.sched_getaffinity(0))
-    return f"Machine: {platform.system()} {platform.machine()}, {cpu}, {cores} cores; date {date.today()}."
+    return (f"Machine: {platform.system()} {platform.machine()}, {cpu}, {cores} cores; "
+            f"Python {platform.python_version()}, numpy {np.__version__}; date {date.today()}.")
 
 
 def update_section(name: str, body: str) -> None:

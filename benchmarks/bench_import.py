@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,8 +33,8 @@ from saca_lab.data.readers import input_files, read_any, read_two_column_csv, re
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-START, END = "<!-- import:start -->", "<!-- import:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import BENCHMARKS_MD, machine, update_section  # noqa: E402
 
 
 @dataclass
@@ -134,30 +132,14 @@ def write_wide_csv(
             handle.write(f"s{i:05d},{sio2[i]}," + ",".join(f"{v:.6g}" for v in row.tolist()) + "\n")
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.platform()}; CPU {model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-        f"numpy {np.__version__}"
-    )
-
-
 def section(results: Sequence[Result], resampling: str, args: argparse.Namespace) -> str:
     today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     lines = [
-        START,
         "## Import throughput",
         "",
         f"Measured {today} with `python benchmarks/bench_import.py --samples {args.samples} "
         f"--points {args.points} --repeat {args.repeat}` (median of {args.repeat} runs).",
-        f"Machine: {machine()}.",
+        machine(),
         "",
         "*read* is `read_any` (parse + validate, plus resampling for the BHVO-2 folder); *import* is",
         "`import_files` (read + SHA-256 of the inputs + atomic write of the dataset). MB are input",
@@ -167,21 +149,8 @@ def section(results: Sequence[Result], resampling: str, args: argparse.Namespace
         *(r.row() for r in results),
         "",
         resampling,
-        END,
     ]
     return "\n".join(lines)
-
-
-def update_markdown(path: Path, text: str) -> None:
-    """Replace only this benchmark's marked section, keeping whatever else the file holds."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old and old.index(START) < old.index(END):
-        before, rest = old.split(START, 1)
-        after = rest.split(END, 1)[1]
-        new = before + text + after
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(new)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -229,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(result.row())
     print(f"\n{resampling}")
     if not args.no_md:
-        update_markdown(BENCHMARKS_MD, section(results, resampling, args))
+        update_section("import", section(results, resampling, args))
         print(f"\nupdated {BENCHMARKS_MD}")
     return 0
 

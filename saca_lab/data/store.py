@@ -52,7 +52,7 @@ def _write_csv(path: Path, header: Sequence[str], columns: Sequence[Sequence]) -
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
-        for row in zip(*columns):
+        for row in zip(*columns, strict=True):
             w.writerow([f"{v:.9g}" if isinstance(v, (float, np.floating)) else v for v in row])
 
 

@@ -87,7 +87,7 @@ class Instrument:
     def response(self) -> np.ndarray:
         """Relative spectral response of every pixel (channel gain x edge roll-off)."""
         parts = []
-        for c, grid in zip(self.channels, self.channel_grids()):
+        for c, grid in zip(self.channels, self.channel_grids(), strict=True):
             x = (grid - c.start_nm) / (c.stop_nm - c.start_nm)
             # Distance from the nearer edge, in units of the roll-off zone.
             d = np.clip(np.minimum(x, 1.0 - x) / c.edge_rolloff, 0.0, 1.0)

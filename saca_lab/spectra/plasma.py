@@ -79,7 +79,7 @@ def emission(composition_pct: Mapping[str, float], state: PlasmaState,
     model = libskit.LTEModel(_fractions(composition_pct), float(state.temperature),
                              float(state.electron_density), float(state.length))
     parts = []
-    for channel, wl_vac in zip(instrument.channels, _vacuum_grids(instrument)):
+    for channel, wl_vac in zip(instrument.channels, _vacuum_grids(instrument), strict=True):
         spectrometer = libskit.GenericSpectrometer(channel.fwhm_nm / 2.3548, instrument.lorentz_nm)
         lines = spectrometer.calculate_spectrum(wl_vac, model)
         free_free, free_bound = model.calculate_continuum_emission(wl_vac)
@@ -104,11 +104,11 @@ def element_shares(composition_pct: Mapping[str, float], state: PlasmaState,
     model = libskit.LTEModel(fractions, float(state.temperature), float(state.electron_density),
                              float(state.length))
     parts = []
-    for channel, wl_vac in zip(instrument.channels, _vacuum_grids(instrument)):
+    for channel, wl_vac in zip(instrument.channels, _vacuum_grids(instrument), strict=True):
         contrib = np.zeros((len(elements), wl_vac.size))
         lines = model.get_lines(wl_vac)
         if lines:
-            ion, wl, peak, fwhm, _ = zip(*lines)
+            ion, wl, peak, fwhm, _ = zip(*lines, strict=True)
             row = np.array([elements.index(name.split()[0]) for name in ion])
             col = np.clip(np.searchsorted(wl_vac, wl), 0, wl_vac.size - 1)
             np.add.at(contrib, (row, col), np.asarray(peak) * np.asarray(fwhm))

@@ -59,6 +59,6 @@ def run_realism(paths: Sequence[str], *, composition: str | None, simulator: str
         csv.writer(f).writerows([header, *rows])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     print(f"overlays and scores.csv in {out_dir}")
     return 0

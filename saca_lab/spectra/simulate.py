@@ -107,7 +107,7 @@ def _node_spectra(args) -> tuple[np.ndarray, list[str], np.ndarray]:
 
 def _node_tasks(config: SimulationConfig, compositions: Sequence[Mapping[str, float]],
                 sample_temps: Sequence[float]) -> Iterable:
-    return ((c, config.matrix, config.instrument, t) for c, t in zip(compositions, sample_temps))
+    return ((c, config.matrix, config.instrument, t) for c, t in zip(compositions, sample_temps, strict=True))
 
 
 def _map(fn, tasks: Iterable, n_jobs: int):
@@ -142,7 +142,7 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
     compositions = element_compositions(config.design, matrix.balance)
     rngs = [_sample_rng(config.seed, i) for i in range(config.n_samples)]
     sample_z = np.array([rng.standard_normal() for rng in rngs])
-    states = [matrix.sample_state(c, z) for c, z in zip(compositions, sample_z)]
+    states = [matrix.sample_state(c, z) for c, z in zip(compositions, sample_z, strict=True)]
     ambient = _ambient_nodes(matrix, instrument)
     shot_tables = {k: np.empty((config.n_samples, config.n_shots)) for k in
                    ("temperature", "mass", "jitter_nm", "background")}
