@@ -56,6 +56,19 @@ def _build_parser() -> argparse.ArgumentParser:
                         "plain: a bare libskit LTE spectrum at 10,000 K")
     p.add_argument("--out", default="reports/realism", help="folder for overlay PNGs and scores.csv")
 
+    p = sub.add_parser("train", help="train a model from an experiment YAML (tracked in MLflow)")
+    p.add_argument("experiment", help="experiments/NAME.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.max_epochs=5 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("predict", help="predict compositions of raw spectra with a trained model")
+    p.add_argument("--model", required=True, help="MLflow run id, runs:/RUN_ID, or checkpoint path")
+    p.add_argument("--input", required=True, help="spectra file(s) (any importable format) or dataset")
+    p.add_argument("--out", required=True, help="predictions CSV")
+
+    p = sub.add_parser("models", help="list registered models")
+
     p = sub.add_parser("plot", help="paper-style figures")
     p.add_argument("figure", choices=["fig8"], help="fig8: raw vs airPLS-corrected spectra, "
                                                     "first 5 slag and carbon-steel samples")
@@ -163,8 +176,40 @@ def _cmd_plot(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from saca_lab.config import load_config
+    from saca_lab.training.run import run_experiment
+
+    cfg = load_config(args.experiment, args.overrides)
+    result = run_experiment(cfg, progress=not args.quiet)
+    print(f"run {result['run_id']} ({cfg['tracking']['experiment']})")
+    for name in result["targets"]:
+        r2 = result["test_sample"].get(f"test_sample_r2_{name}", float("nan"))
+        rmse = result["test_sample"][f"test_sample_rmse_{name}"]
+        print(f"  {name:>6}: test R2 {r2:7.4f}  RMSE {rmse:.4g} %  (per sample)")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from saca_lab.predict import predict_to_csv
+
+    out = predict_to_csv(args.model, args.input, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from saca_lab.models import list_models, model_info
+
+    for name in list_models():
+        info = model_info(name)
+        print(f"{name:20s} {info.input_kind:12s} {info.description}")
+    return 0
+
+
 COMMANDS = {"simulate": _cmd_simulate, "import": _cmd_import, "info": _cmd_info,
-            "realism": _cmd_realism, "plot": _cmd_plot}
+            "realism": _cmd_realism, "plot": _cmd_plot, "train": _cmd_train,
+            "predict": _cmd_predict, "models": _cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saca_lab.data import readers
 from saca_lab.data.importer import import_files
 from saca_lab.data.readers import (
     concat_tables,
@@ -377,7 +376,7 @@ def test_bad_wide_csv(case: str, tmp_path: Path) -> None:
 def test_bulk_parse_fallback_names_row_in_later_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(readers, "_CHUNK_BYTES", 64)  # a few rows per numpy block
+    monkeypatch.setattr("saca_lab.data.readers._parse._CHUNK_BYTES", 64)  # a few rows per numpy block
     rows = [f"s{i},{i % 50},1,2,3" for i in range(200)]
     rows[150] = "s150,1,2,3,zz"
     path = write(tmp_path / "long.csv", wide_text(H, *rows))
