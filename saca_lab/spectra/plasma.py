@@ -27,12 +27,58 @@ class PlasmaState:
     length: float
 
 
+# Ground-level statistical weight g = 2J + 1 of 5+ lanthanide ions (4f^n, Hund's-rule ground term)
+# that the NIST level list shipped with libskit 0.2 lacks. libskit solves the Saha chain up to
+# stage V, which needs the partition function of stage VI; without any "Nd VI" level its C++ lookup
+# fails with ``IndexError: unordered_map::at`` in ``get_lines``, ``get_population_fractions`` and
+# ``calculate_spectrum`` (``calculate_irradiance`` does not hit it). Stage VI only enters through
+# the V -> VI Saha factor, and stage V holds < 1e-13 of Nd or Eu even at 15,000 K (1e-28 at
+# 9000 K), so a ground-level-only partition function is exact enough and changes no line.
+MISSING_TOP_STAGE_G = {
+    "Nd VI": 6.0,   # 4f1  2F5/2
+    "Eu VI": 9.0,   # 4f4  5I4
+    "Gd VI": 6.0,   # 4f5  6H5/2
+    "Tb VI": 1.0,   # 4f6  7F0
+    "Dy VI": 8.0,   # 4f7  8S7/2
+    "Ho VI": 13.0,  # 4f8  7F6
+    "Er VI": 16.0,  # 4f9  6H15/2
+    "Yb VI": 16.0,  # 4f11 4I15/2
+}
+
+
+def _add_missing_levels(levels_csv) -> list[str]:
+    """Append a ground level for each species of :data:`MISSING_TOP_STAGE_G` absent from the file.
+
+    Parameters
+    ----------
+    levels_csv : path of a libskit ``levels_processed.csv`` (columns ``g, Level (eV), Sp. Name``).
+
+    Returns
+    -------
+    list of str
+        The species that were added (none when a future database already has them).
+    """
+    import pandas as pd
+
+    levels = pd.read_csv(levels_csv)
+    missing = [sp for sp in MISSING_TOP_STAGE_G if sp not in set(levels["Sp. Name"])]
+    if missing:
+        extra = pd.DataFrame({"g": [MISSING_TOP_STAGE_G[sp] for sp in missing],
+                              "Level (eV)": 0.0, "Sp. Name": missing})
+        pd.concat([levels, extra], ignore_index=True).to_csv(levels_csv, index=False)
+    return missing
+
+
 @lru_cache(maxsize=1)
 def _database():
     import libskit
 
     # The bundled default lacks most Fe, Cr and Ni lines; the extended set has every NIST line.
+    # It is materialised in a private temporary directory, so its level list can be completed in
+    # place before libskit loads it (see MISSING_TOP_STAGE_G: otherwise Nd, Eu, Gd, Tb, Dy, Ho,
+    # Er and Yb crash libskit).
     db = libskit.Database.extended()
+    _add_missing_levels(db.path / "levels_processed.csv")
     db.activate()
     return db
 

@@ -1,0 +1,59 @@
+"""Splits by sample: no sample's shots ever land in two splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import KFold
+
+from saca_lab.errors import InputError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sample indices of each part (sorted, disjoint)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {k: getattr(self, k).tolist() for k in ("train", "val", "test")}
+
+
+def ratio_split(n_samples: int, train: float, val: float, test: float, seed: int) -> Split:
+    """Random split of sample indices in the given proportions (TrCSL 7:3, SACA 70/15/15).
+
+    Every non-zero part gets at least one sample; rounding goes to the training set.
+    """
+    parts = {"val": val, "test": test}
+    counts = {k: (max(1, int(round(f * n_samples))) if f > 0 else 0) for k, f in parts.items()}
+    n_train = n_samples - sum(counts.values())
+    if n_train < 1:
+        raise InputError(f"{n_samples} samples are too few for a {train}/{val}/{test} split")
+    order = np.random.default_rng(seed).permutation(n_samples)
+    test_idx = order[: counts["test"]]
+    val_idx = order[counts["test"]: counts["test"] + counts["val"]]
+    train_idx = order[counts["test"] + counts["val"]:]
+    return Split(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))
+
+
+def kfold_split(n_samples: int, folds: int, fold: int, seed: int, val: float = 0.0) -> Split:
+    """Fold ``fold`` of a shuffled k-fold over samples; ``val`` carves a validation part from train."""
+    if folds > n_samples:
+        raise InputError(f"{folds} folds need at least {folds} samples, have {n_samples}")
+    train_idx, test_idx = list(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n_samples)))[fold]
+    val_idx = np.array([], dtype=int)
+    if val > 0:
+        rng = np.random.default_rng(seed + 1)
+        n_val = max(1, int(round(val * n_samples)))
+        val_idx = rng.choice(train_idx, size=n_val, replace=False)
+        train_idx = np.setdiff1d(train_idx, val_idx)
+    return Split(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))
+
+
+def make_split(n_samples: int, spec: dict) -> Split:
+    if spec.get("folds"):
+        return kfold_split(n_samples, spec["folds"], spec["fold"], spec.get("seed", 0), spec.get("val", 0.0))
+    return ratio_split(n_samples, spec["train"], spec["val"], spec["test"], spec.get("seed", 0))

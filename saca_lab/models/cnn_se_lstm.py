@@ -1,0 +1,363 @@
+"""TrCSL's CNN-SE-LSTM regressor for LIBS spectra, in 1D (line windows) and 2D (125 x 131).
+
+Reproduces Ma et al., "TrCSL: a transferred CNN-SE-LSTM model for high-accuracy quantitative
+analysis of laser-induced breakdown spectroscopy with small samples", J. Anal. At. Spectrom.,
+2025, 40, 1810: Sec. 2.3 (architecture, Fig. 2 and 4), Sec. 2.4 (transfer: the feature
+extractor and dropout are frozen, the fully connected layers fine-tuned), Table 1 (final
+hyperparameters) and Sec. 3.2 (sweeps and ablations TrCNN, TrCNN-SE, TrCNN-LSTM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from saca_lab.errors import InputError
+from saca_lab.models.registry import ChannelInput, preset, register_model
+
+#: Elements TrCSL quantifies in carbon steel (Fig. 12), in output order.
+TRCSL_ELEMENTS: tuple[str, ...] = ("C", "Cu", "Mn", "Cr")
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky_relu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+}
+POOLINGS = ("avg", "max")
+
+#: TrCSL's 2D input: the 16,375 points folded into 125 x 131 (Sec. 2.3.1, Fig. 3).
+TRCSL_SHAPE: tuple[int, int] = (125, 131)
+#: 1D input: 13 characteristic lines x (5 + 1 + 5) points (Sec. 2.3.1).
+TRCSL_LINES_LENGTH = 143
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation channel attention (TrCSL Sec. 2.3.2.2, Fig. 6; Hu et al. 2018).
+
+    Squeeze: global average over the spatial dimensions. Excitation: FC to ``hidden`` units,
+    ReLU, FC back to ``channels``, sigmoid. The input is re-weighted channel by channel.
+
+    Parameters
+    ----------
+    channels : int
+        Feature-map channels.
+    hidden : int
+        Units of the first FC layer (16 in TrCSL Table 1, from the Fig. S3 sweep).
+    """
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(channels, hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spatial = tuple(range(2, x.dim()))
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=spatial)))))
+        # a broadcast multiply keeps x's memory format (channels_last stays channels_last)
+        return x * w.view(*w.shape, *(1,) * len(spatial))
+
+
+class SequenceLSTM(nn.Module):
+    """Serialise a feature map and return the LSTM's last hidden state (Sec. 2.3.2.3).
+
+    1D: the sequence runs over length, one step per position, features = channels.
+    2D: the sequence runs over rows (H), features = the row's ``seq_width x channels``
+    values. A row of the 125 x 131 image is 131 consecutive spectral points, so rows are
+    successive wavelength bands and the sequence follows the spectrum. The width is first
+    adaptive-average-pooled to ``seq_width`` (the width the design input size reaches after
+    the pools, 8 for 131 columns and 4 units), so the LSTM's input size, and hence the
+    weights, do not depend on the input size; at the design size the pool is skipped.
+
+    The LSTM always runs in the dtype of its weights, with autocast disabled. torch 2.13
+    would run it in bf16 under CPU autocast (oneDNN), but bf16 has an 8-bit mantissa that the
+    recurrence compounds step after step, older builds and other backends lack bf16 LSTM
+    kernels, and the LSTM is a small share of the compute, so float32 costs little.
+
+    Parameters
+    ----------
+    dim : {1, 2}
+        Spatial dimensions of the feature map.
+    channels : int
+        Channels of the feature map.
+    hidden : int
+        LSTM hidden units (32 in Table 1, from the Fig. S4 sweep).
+    layers : int
+        Stacked LSTM layers.
+    seq_width : int
+        2D only: width the rows are pooled to.
+    """
+
+    def __init__(self, dim: int, channels: int, hidden: int, layers: int, seq_width: int = 1):
+        super().__init__()
+        self.dim = dim
+        self.seq_width = seq_width
+        n_in = channels * (seq_width if dim == 2 else 1)
+        self.lstm = nn.LSTM(n_in, hidden, num_layers=layers, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dim == 1:
+            seq = x.transpose(1, 2)
+        else:
+            if x.shape[-1] != self.seq_width:
+                x = F.adaptive_avg_pool2d(x, (x.shape[-2], self.seq_width))
+            # (B, H, W, C) order is a free view of a channels_last map
+            seq = x.permute(0, 2, 3, 1).flatten(2)
+        seq = seq.to(self.lstm.weight_ih_l0.dtype).contiguous()
+        with torch.autocast(device_type=seq.device.type, enabled=False):
+            _, (h_n, _) = self.lstm(seq)
+        return h_n[-1]
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, seq_width={self.seq_width}"
+
+
+def _conv_unit(
+    dim: int, c_in: int, c_out: int, kernel: int, act: str, pooling: str, se_hidden: int | None
+) -> nn.Sequential:
+    conv = (nn.Conv1d if dim == 1 else nn.Conv2d)(c_in, c_out, kernel, padding="same")
+    if pooling == "avg":
+        pool = nn.AvgPool1d(2) if dim == 1 else nn.AvgPool2d(2)
+    else:
+        pool = nn.MaxPool1d(2) if dim == 1 else nn.MaxPool2d(2)
+    layers = [conv, ACTIVATIONS[act](), pool]
+    if se_hidden is not None:
+        layers.append(SEBlock(c_out, se_hidden))
+    return nn.Sequential(*layers)
+
+
+def _positive(**values: Any) -> None:
+    for key, value in values.items():
+        if int(value) != value or value < 1:
+            raise InputError(f"{key} must be a positive integer, got {value!r}")
+
+
+class CNNSELSTM(nn.Module):
+    """TrCSL's CNN-SE-LSTM (Sec. 2.3, Fig. 2 and 4), 1D or 2D, with its ablations.
+
+    ``n_units`` conv units, each convolution (``kernels`` filters of ``kernel_size``, padding
+    "same") + activation + pooling of 2 + SE block (Sec. 3.2 defines this as one "conv"
+    unit); then an LSTM over the serialised feature map (last hidden state) or, without
+    LSTM, global average pooling; then dropout. The head is FC(``fc_units``) + activation +
+    FC(``n_outputs``) (Sec. 2.3.3: "a dropout layer and two fully connected layers").
+
+    Parameters
+    ----------
+    dim : {1, 2}, default=2
+        1: characteristic-line windows ``(B, L)``; 2: folded spectrum ``(B, H, W)``. A
+        channel dimension of 1 is optional.
+    n_units : int, default=4
+        Conv units, 1-5 (Fig. 9(a): 3 is best in 1D, 4 in 2D).
+    kernel_size : int, default=3
+        Convolution kernel (3 x 3 in 2D; Fig. 9(b)).
+    kernels : int, default=32
+        Filters of every convolution (Fig. 9(c)).
+    pooling : {"avg", "max"}, default="avg"
+        Table 1 lists average pooling; the sweeps of Sec. 3.2 use max pooling.
+    use_se : bool, default=True
+        SE block after each unit (False: the TrCNN / TrCNN-LSTM ablations).
+    se_hidden : int, default=16
+        First FC of the SE block (Table 1, Fig. S3).
+    use_lstm : bool, default=True
+        LSTM after the conv units (False: TrCNN / TrCNN-SE).
+    lstm_hidden : int, default=32
+        LSTM hidden units (Table 1, Fig. S4).
+    lstm_layers : int, default=2
+        Stacked LSTM layers. Table 1 does not list it; Sec. 3.2 sets up a two-layer LSTM and
+        its later sweep (Fig. S4) changes only the hidden units, so two are kept.
+    dropout : float, default=0.2
+        Dropout after the feature extractor (Table 1, Fig. S5).
+    fc_units : int, default=128
+        Units of the first FC layer of the head (Table 1).
+    activation : {"relu", "gelu", "tanh", "elu", "leaky_relu", "sigmoid"}, default="relu"
+        Activation after every convolution and in the head (Table 1, Fig. S6). The SE block
+        keeps its ReLU and sigmoid (Sec. 2.3.2.2.2).
+    n_outputs : int, default=4
+        Regressed concentrations; 4 is :data:`TRCSL_ELEMENTS` (C, Cu, Mn, Cr).
+    in_length : int, optional
+        1D only: expected input length, default 143 (13 lines x 11 points). Used for
+        validation and the summary; any length ``>= 2 ** n_units`` works.
+    in_shape : tuple (H, W), optional
+        2D only: expected input shape, default (125, 131). Any shape with both sides
+        ``>= 2 ** n_units`` works; it fixes the width the LSTM's rows are pooled to (see
+        :class:`SequenceLSTM`).
+
+    Attributes
+    ----------
+    features : nn.Sequential
+        Input adapter, conv units, LSTM or global pooling, dropout: everything TrCSL freezes
+        when transferring (Sec. 2.4). Output ``(B, lstm_hidden)`` or ``(B, kernels)``.
+    head : nn.Sequential
+        The two fully connected layers fine-tuned on the target samples.
+    n_outputs, input_kind, config
+        See :mod:`saca_lab.models.registry`; ``input_kind`` is ``"lines_1d"`` for ``dim=1``,
+        ``"image_2d"`` for ``dim=2``.
+
+    Notes
+    -----
+    For speed on a CPU the 2D model can be moved to ``channels_last`` and run under
+    ``torch.autocast("cpu", dtype=torch.bfloat16)``; the LSTM then runs in float32 (see
+    :class:`SequenceLSTM`). No step loops over the batch.
+
+    References
+    ----------
+    .. [1] S. Ma, S. Xu, C. Pan et al., "TrCSL: a transferred CNN-SE-LSTM model for
+       high-accuracy quantitative analysis of laser-induced breakdown spectroscopy with small
+       samples", J. Anal. At. Spectrom., 2025, 40, 1810.
+    .. [2] J. Hu, L. Shen and G. Sun, "Squeeze-and-excitation networks", CVPR 2018.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = CNNSELSTM(dim=2).eval()
+    >>> model(torch.rand(3, 125, 131)).shape
+    torch.Size([3, 4])
+    >>> CNNSELSTM(dim=1, n_units=3)(torch.rand(3, 1, 143)).shape
+    torch.Size([3, 4])
+    """
+
+    def __init__(
+        self,
+        dim: int = 2,
+        n_units: int = 4,
+        kernel_size: int = 3,
+        kernels: int = 32,
+        pooling: str = "avg",
+        use_se: bool = True,
+        se_hidden: int = 16,
+        use_lstm: bool = True,
+        lstm_hidden: int = 32,
+        lstm_layers: int = 2,
+        dropout: float = 0.2,
+        fc_units: int = 128,
+        activation: str = "relu",
+        n_outputs: int = 4,
+        in_length: int | None = None,
+        in_shape: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        if dim not in (1, 2):
+            raise InputError(f"dim must be 1 or 2, got {dim!r}")
+        _positive(n_units=n_units)
+        if not 1 <= n_units <= 5:
+            raise InputError(f"n_units must be 1-5 (TrCSL Fig. 9(a)), got {n_units!r}")
+        _positive(kernel_size=kernel_size, kernels=kernels, se_hidden=se_hidden,
+                  lstm_hidden=lstm_hidden, lstm_layers=lstm_layers, fc_units=fc_units,
+                  n_outputs=n_outputs)
+        if pooling not in POOLINGS:
+            raise InputError(f"pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        if activation not in ACTIVATIONS:
+            raise InputError(
+                f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {dropout!r}")
+
+        min_size = 2**n_units
+        if dim == 1:
+            if in_shape is not None:
+                raise InputError("in_shape is for dim=2; give in_length for a 1D model")
+            in_length = TRCSL_LINES_LENGTH if in_length is None else int(in_length)
+            if in_length < min_size:
+                raise InputError(f"in_length {in_length} < 2**n_units = {min_size}")
+        else:
+            if in_length is not None:
+                raise InputError("in_length is for dim=1; give in_shape for a 2D model")
+            in_shape = tuple(TRCSL_SHAPE if in_shape is None else (int(s) for s in in_shape))
+            if len(in_shape) != 2 or min(in_shape) < min_size:
+                raise InputError(f"in_shape must be (H, W) >= 2**n_units = {min_size}, "
+                                 f"got {in_shape!r}")
+
+        self.input_kind = "lines_1d" if dim == 1 else "image_2d"
+        self.n_outputs = int(n_outputs)
+        self.config: dict[str, Any] = {
+            "dim": dim, "n_units": int(n_units), "kernel_size": int(kernel_size),
+            "kernels": int(kernels), "pooling": pooling, "use_se": bool(use_se),
+            "se_hidden": int(se_hidden), "use_lstm": bool(use_lstm),
+            "lstm_hidden": int(lstm_hidden), "lstm_layers": int(lstm_layers),
+            "dropout": float(dropout), "fc_units": int(fc_units), "activation": activation,
+            "n_outputs": self.n_outputs, "in_length": in_length,
+            # a list, not a tuple, so the config survives a JSON round trip unchanged
+            "in_shape": None if dim == 1 else list(in_shape),
+        }
+
+        layers: list[nn.Module] = [ChannelInput(self.input_kind, min_size)]
+        c_in = 1
+        for _ in range(n_units):
+            layers.append(_conv_unit(dim, c_in, kernels, kernel_size, activation, pooling,
+                                     se_hidden if use_se else None))
+            c_in = kernels
+        if use_lstm:
+            seq_width = in_shape[1] // min_size if dim == 2 else 1
+            layers.append(SequenceLSTM(dim, kernels, lstm_hidden, lstm_layers, seq_width))
+            n_features = lstm_hidden
+        else:
+            gap = nn.AdaptiveAvgPool1d(1) if dim == 1 else nn.AdaptiveAvgPool2d(1)
+            layers += [gap, nn.Flatten(1)]
+            n_features = kernels
+        layers.append(nn.Dropout(dropout))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Linear(n_features, fc_units),
+            ACTIVATIONS[activation](),
+            nn.Linear(fc_units, self.n_outputs),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concentrations of a batch of spectra.
+
+        Parameters
+        ----------
+        x : Tensor of shape (B, L), (B, 1, L), (B, H, W) or (B, 1, H, W)
+            Min-max normalised input of this model's ``input_kind``.
+
+        Returns
+        -------
+        Tensor of shape (B, n_outputs)
+        """
+        return self.head(self.features(x))
+
+
+# Table 1 of TrCSL, plus the two-layer LSTM of Sec. 3.2 (see CNNSELSTM's lstm_layers)
+TABLE1: dict[str, Any] = {
+    "n_units": 4, "kernel_size": 3, "kernels": 32, "pooling": "avg", "dropout": 0.2,
+    "activation": "relu", "se_hidden": 16, "lstm_hidden": 32, "lstm_layers": 2,
+    "fc_units": 128, "n_outputs": 4,
+}
+# Fig. 9(a): three conv units are best in 1D; the rest of Table 1 carries over
+TABLE1_1D: dict[str, Any] = {**TABLE1, "n_units": 3}
+
+_ABLATIONS: dict[str, tuple[bool, bool, str]] = {
+    "trcsl": (True, True, "CNN-SE-LSTM (TrCSL)"),
+    "trcnn": (False, False, "CNN without SE and LSTM (TrCNN ablation)"),
+    "trcnn_se": (True, False, "CNN-SE without LSTM (TrCNN-SE ablation)"),
+    "trcnn_lstm": (False, True, "CNN-LSTM without SE (TrCNN-LSTM ablation)"),
+}
+
+for _name, (_se, _lstm, _what) in _ABLATIONS.items():
+    register_model(
+        _name,
+        input_kind="image_2d",
+        default_input=TRCSL_SHAPE,
+        description=f"TrCSL 2D {_what}, Table 1: 125x131 input, 4 units of 32 3x3 kernels",
+    )(
+        preset(CNNSELSTM, _name, f"2D {_what} with TrCSL Table 1 hyperparameters.",
+               dim=2, use_se=_se, use_lstm=_lstm, in_shape=TRCSL_SHAPE, **TABLE1)
+    )
+    register_model(
+        f"{_name}_1d",
+        input_kind="lines_1d",
+        default_input=(TRCSL_LINES_LENGTH,),
+        description=f"TrCSL 1D {_what} on 13 line windows x 11 points, 3 units (Fig. 9)",
+    )(
+        preset(CNNSELSTM, f"{_name}_1d", f"1D {_what} on characteristic-line windows.",
+               dim=1, use_se=_se, use_lstm=_lstm, in_length=TRCSL_LINES_LENGTH, **TABLE1_1D)
+    )
+
+del _name, _se, _lstm, _what

@@ -1,0 +1,1 @@
+"""Training: the LightningModule, transfer learning, and the experiment runner."""

@@ -1,0 +1,95 @@
+"""Inference from raw spectra: checkpoint -> preprocessing -> model -> mass %.
+
+:class:`Predictor` is what ``saca-lab predict`` and the MLflow pyfunc model use. Spectra on
+another grid are resampled onto the training grid by interpolation; a grid that does not cover
+the training range is refused rather than extrapolated.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from saca_lab.data.features import FeatureSpec, transform_spectra
+from saca_lab.errors import InputError
+
+
+class Predictor:
+    """A trained model with its preprocessing, ready for raw spectra."""
+
+    def __init__(self, checkpoint_path: str | os.PathLike) -> None:
+        from saca_lab.training.module import SpectraRegressor
+
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise InputError(f"checkpoint {path} not found")
+        try:
+            self.module = SpectraRegressor.from_checkpoint(path)
+        except (KeyError, RuntimeError, TypeError, ValueError, EOFError, OSError,
+                pickle.UnpicklingError) as e:
+            raise InputError(f"{path} is not a saca-lab checkpoint ({type(e).__name__}: {e})") from None
+        self.module.eval()
+        self.target_names: list[str] = list(self.module.target_names)
+        self.wavelengths = self.module.wavelengths.numpy()
+        self.spec = FeatureSpec.from_dict(self.module.hparams.feature_spec)
+
+    def on_training_grid(self, wavelengths: np.ndarray, spectra: np.ndarray) -> np.ndarray:
+        """Resample ``spectra`` onto the training grid (refuses to extrapolate)."""
+        wavelengths = np.asarray(wavelengths, dtype=np.float64)
+        if wavelengths.shape == self.wavelengths.shape and np.allclose(wavelengths, self.wavelengths):
+            return np.asarray(spectra, dtype=np.float64)
+        from saca_lab.data.readers import resample
+
+        return resample((wavelengths, np.asarray(spectra, dtype=np.float64)), self.wavelengths,
+                        source="input spectra")
+
+    @torch.no_grad()
+    def predict(self, wavelengths: np.ndarray, spectra: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Mass % of every target for raw spectra (n, points) on ``wavelengths``."""
+        spectra = np.asarray(spectra)
+        if spectra.ndim == 1:
+            spectra = spectra[None]
+        raw = self.on_training_grid(wavelengths, spectra)
+        x = transform_spectra(raw, self.wavelengths, self.spec)
+        out = [self.module(torch.from_numpy(x[i:i + batch_size])).numpy()
+               for i in range(0, len(x), batch_size)]
+        return np.concatenate(out)
+
+
+def _pyfunc_class():
+    import mlflow.pyfunc
+
+    class SacaPyfuncModel(mlflow.pyfunc.PythonModel):
+        """MLflow pyfunc: a DataFrame whose columns are wavelengths (nm) -> predictions per target."""
+
+        def load_context(self, context) -> None:
+            self.predictor = Predictor(context.artifacts["checkpoint"])
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+
+            if isinstance(model_input, pd.DataFrame):
+                try:
+                    wl = np.array([float(c) for c in model_input.columns])
+                except ValueError:
+                    raise InputError("pyfunc input columns must be wavelengths in nm") from None
+                x = model_input.to_numpy(dtype=np.float64)
+            else:
+                x = np.asarray(model_input, dtype=np.float64)
+                wl = self.predictor.wavelengths
+            return pd.DataFrame(self.predictor.predict(wl, x), columns=self.predictor.target_names)
+
+    return SacaPyfuncModel
+
+
+def log_pyfunc(checkpoint_path: str | os.PathLike, name: str = "model") -> None:
+    """Log a pyfunc model that predicts from raw spectra into the active MLflow run."""
+    import mlflow.pyfunc
+
+    mlflow.pyfunc.log_model(name=name, python_model=_pyfunc_class()(),
+                            artifacts={"checkpoint": str(checkpoint_path)},
+                            pip_requirements=["saca-lab", "torch", "numpy", "pandas"])

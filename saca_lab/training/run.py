@@ -1,0 +1,180 @@
+"""Run one experiment: data -> model -> Lightning fit/test -> everything logged to MLflow.
+
+Every run logs its resolved config, dataset manifest hash, git commit, per-epoch and final
+per-element metrics (per spectrum and per sample), a predicted-vs-true plot, the checkpoint, and
+a pyfunc model that predicts from raw spectra.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+
+from saca_lab import tracking
+from saca_lab.config import dump_config, flatten
+from saca_lab.data.datamodules import SpectraDataModule
+from saca_lab.errors import InputError
+from saca_lab.models import model_info
+from saca_lab.training.module import SpectraRegressor
+from saca_lab.training.reporting import per_sample_metrics, plot_pred_vs_true
+from saca_lab.training.transfer import FreezeFeatures, load_pretrained
+
+
+def latest_run(experiment: str) -> str:
+    """Id of the newest finished run of an MLflow experiment."""
+    client = tracking.client()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
+                              order_by=["attributes.start_time DESC"], max_results=1) if exp else []
+    if not runs:
+        raise InputError(f"no finished run in MLflow experiment {experiment!r} "
+                         f"({tracking.tracking_uri()}); train it first")
+    return runs[0].info.run_id
+
+
+def resolve_checkpoint(source: str) -> str:
+    """A checkpoint path from a path, an MLflow run id, ``runs:/RUN_ID`` or ``experiment:NAME``
+    (the newest finished run of that experiment)."""
+    if Path(source).is_file():
+        return str(source)
+    import mlflow
+
+    if source.startswith("experiment:"):
+        source = latest_run(source[len("experiment:"):])
+    run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else source
+    client = tracking.client()
+    try:
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise InputError(f"{source!r} is neither a checkpoint file nor an MLflow run id "
+                         f"in {tracking.tracking_uri()}") from None
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/model.ckpt",
+                                               tracking_uri=tracking.tracking_uri())
+
+
+def build_datamodule(cfg: dict, input_kind: str, feature_spec: dict | None = None) -> SpectraDataModule:
+    data = cfg["data"]
+    prep = data["preprocessing"]
+    lines, half_width = data["lines"], data["half_width"]
+    if feature_spec is not None:  # transfer: the target data must be preprocessed like the source
+        prep = {"airpls": feature_spec["airpls"], "minmax": feature_spec["minmax"]}
+        lines, half_width = feature_spec["lines"], feature_spec["half_width"]
+    return SpectraDataModule(data["dataset"], targets=data["targets"], input_kind=input_kind,
+                             split=data["split"], shots=data["shots"], preprocessing=prep,
+                             lines=lines, half_width=half_width, augment=data["augment"],
+                             batch_size=data["batch_size"], num_workers=data["num_workers"])
+
+
+def _model_config(cfg: dict, dm: SpectraDataModule) -> dict:
+    info = model_info(cfg["model"]["name"])
+    overrides = dict(cfg["model"]["overrides"] or {})
+    overrides["n_outputs"] = len(dm.target_names)
+    if info.input_kind == "lines_1d":
+        overrides["in_length"] = dm.input_shape[-1]
+    return overrides
+
+
+def run_experiment(cfg: dict, *, progress: bool = True) -> dict:
+    """Train and test one configuration; return run id, final metrics and checkpoint path."""
+    pl.seed_everything(cfg["seed"], workers=True, verbose=False)
+    info = model_info(cfg["model"]["name"])
+    transfer = cfg.get("transfer") or None
+    source_ckpt = resolve_checkpoint(str(transfer["from"])) if transfer else None
+    source_hp = (torch.load(source_ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
+                 if source_ckpt else None)
+    if source_hp and source_hp["model_name"] != cfg["model"]["name"]:
+        raise InputError(f"transfer: checkpoint is a {source_hp['model_name']!r} model, "
+                         f"the experiment asks for {cfg['model']['name']!r}")
+    dm = build_datamodule(cfg, info.input_kind, source_hp["feature_spec"] if source_hp else None)
+    dm.prepare_data()
+    dm.setup()
+    model_config = dict(source_hp["model_config"]) if source_hp else _model_config(cfg, dm)
+    model_config["n_outputs"] = len(dm.target_names)
+    mean, std = dm.target_stats()
+    if not cfg["train"]["standardize_targets"]:
+        mean, std = np.zeros_like(mean), np.ones_like(std)
+    t = cfg["train"]
+    module = SpectraRegressor(cfg["model"]["name"], model_config, dm.target_names, mean.tolist(),
+                              std.tolist(), dm.feature_spec.to_dict(), dm.ds.wavelengths.tolist(),
+                              lr=t["lr"], lr_step=t["lr_step"], lr_gamma=t["lr_gamma"],
+                              weight_decay=t["weight_decay"], channels_last=t["channels_last"],
+                              freeze_features=bool(transfer))
+    callbacks = []
+    reinitialised = []
+    if transfer:
+        reinitialised = load_pretrained(module, source_ckpt)
+        callbacks.append(FreezeFeatures(transfer.get("unfreeze_at_epoch"), transfer.get("unfreeze_lr")))
+    has_val = len(dm.split.val) > 0
+    workdir = Path(tempfile.mkdtemp(prefix="saca-run-"))
+    ckpt_cb = ModelCheckpoint(dirpath=workdir, monitor="val_loss" if has_val else None,
+                              save_top_k=1, save_last=False, filename="best")
+    callbacks.append(ckpt_cb)
+    if t["early_stopping"] and has_val:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", **t["early_stopping"]))
+    logger = MLFlowLogger(experiment_name=cfg["tracking"]["experiment"],
+                          run_name=cfg["tracking"]["run_name"] or cfg["name"],
+                          tracking_uri=tracking.tracking_uri(), log_model=False,
+                          artifact_location=tracking.artifact_location())
+    trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
+                         precision=t["precision"], logger=logger, callbacks=callbacks,
+                         deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
+                         fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
+                         num_sanity_val_steps=0, enable_model_summary=progress)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        trainer.fit(module, dm)
+        best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
+        test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False)[0]
+    final_ckpt = workdir / "model.ckpt"
+    trainer.save_checkpoint(final_ckpt)
+    run_id = logger.run_id
+    result = _log_run(cfg, logger, module, dm, final_ckpt, test_metrics, reinitialised, transfer)
+    result.update(run_id=run_id, checkpoint=str(final_ckpt))
+    return result
+
+
+def _log_run(cfg, logger, module, dm, ckpt, test_metrics, reinitialised, transfer) -> dict:
+    import mlflow
+
+    client, run_id = logger.experiment, logger.run_id
+    x, y, groups = dm._part(dm.split.test)
+    module.eval()
+    with torch.no_grad():
+        pred = torch.cat([module(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)]).numpy()
+    sample_metrics = per_sample_metrics(y, pred, groups, dm.target_names)
+    for key, value in sample_metrics.items():
+        client.log_metric(run_id, key, value)
+    tags = {"dataset_manifest_sha256": dm.ds.manifest["sha256"]["spectra.npy"],
+            "dataset_path": str(dm.ds.path), "git_commit": tracking.git_commit(),
+            "model": cfg["model"]["name"], "transfer_from": str(transfer["from"]) if transfer else "",
+            "reinitialised_head": ",".join(reinitialised)}
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    for k, v in flatten(cfg).items():
+        client.log_param(run_id, f"cfg.{k}", str(v)[:500])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "config.yaml").write_text(dump_config(cfg))
+        (tmp / "split.json").write_text(json.dumps({k: [dm.ds.sample_ids[i] for i in v]
+                                                    for k, v in dm.split.as_dict().items()}, indent=1))
+        plot_pred_vs_true(y, pred, groups, dm.target_names, tmp / "pred_vs_true.png",
+                          title=f"{cfg['name']}: test set")
+        for name in ("config.yaml", "split.json", "pred_vs_true.png"):
+            client.log_artifact(run_id, str(tmp / name))
+    client.log_artifact(run_id, str(ckpt), artifact_path="checkpoints")
+    if cfg["tracking"]["log_model"]:
+        from saca_lab.training.predictor import log_pyfunc
+
+        mlflow.set_tracking_uri(tracking.tracking_uri())
+        with mlflow.start_run(run_id=run_id):
+            log_pyfunc(ckpt)
+    return {"test": {k: float(v) for k, v in test_metrics.items()}, "test_sample": sample_metrics,
+            "targets": dm.target_names}
