@@ -26,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
         "targets": None,          # element / oxide names; default: all of the dataset's targets
         "split": {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "folds": None, "fold": None},
         "shots": "average",       # "average" | "each" | an int k: mean of each k consecutive shots
-        "preprocessing": {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True},
+        "preprocessing": {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True,
+                          "standardize": True},  # per-feature, fitted on the training split
         "lines": None,            # lines_1d models: air wavelengths (nm); default TrCSL lines
         "half_width": 5,
         "augment": None,          # {jitter:, shift_px:, scale:} on training data only (SACA)

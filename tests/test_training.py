@@ -152,3 +152,30 @@ def test_bad_training_input(train_data, mlflow_tmp, tmp_path, capsys):
                  "--out", str(tmp_path / "p.csv")]) == 2
     assert "nan.csv" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
     assert main(["predict", "--model", str(bad), "--input", str(bad), "--out", str(tmp_path / "p.csv")]) == 2
+
+
+def test_later_unfreezing_trains_the_features(train_data, mlflow_tmp):
+    exp = Path(EXPERIMENTS[0]).parent
+    common = ["train.max_epochs=3", "data.shots=5", "tracking.log_model=false"]
+    pre = run_experiment(load_config(exp / "trcsl_1d_pretrain_slag.yaml",
+                                     [f"data.dataset={train_data['slag']}", *common]), progress=False)
+    fine = run_experiment(load_config(exp / "trcsl_1d_finetune_carbon_steel.yaml", [
+        f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre['checkpoint']}",
+        "transfer.unfreeze_at_epoch=1", "transfer.unfreeze_lr=0.001", *common]), progress=False)
+    before = torch.load(pre["checkpoint"], weights_only=False)["state_dict"]
+    after = torch.load(fine["checkpoint"], weights_only=False)["state_dict"]
+    conv = [k for k in before if k.startswith("model.features.") and k.endswith("weight")]
+    assert any(not torch.equal(before[k], after[k]) for k in conv)
+
+
+def test_input_standardisation_is_stored_with_the_model(train_data, mlflow_tmp):
+    path = Path(EXPERIMENTS[0]).with_name("trcsl_1d_pretrain_slag.yaml")
+    base = [f"data.dataset={train_data['slag']}", "train.fast_dev_run=true", "data.shots=5",
+            "tracking.log_model=false"]
+    on = run_experiment(load_config(path, base), progress=False)
+    off = run_experiment(load_config(path, [*base, "data.preprocessing.standardize=false"]), progress=False)
+    state_on = torch.load(on["checkpoint"], weights_only=False)["state_dict"]
+    state_off = torch.load(off["checkpoint"], weights_only=False)["state_dict"]
+    assert state_on["input_mean"].shape == (143,) and torch.all(state_on["input_std"] > 0)
+    assert state_off["input_mean"].numel() == 0
+    assert Predictor(on["checkpoint"]).module.input_mean.shape == (143,)

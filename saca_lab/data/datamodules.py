@@ -121,6 +121,15 @@ class SpectraDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def input_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature mean and std of the training inputs (for standardisation).
+
+        The std has a floor of 1 % of its median so near-constant pixels are not blown up.
+        """
+        x, _, _ = self._part(self.split.train)
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        return mean, np.maximum(std, 0.01 * float(np.median(std)) + 1e-12)
+
     def target_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std of the training targets (for standardisation)."""
         y = self.y_samples[self.split.train]

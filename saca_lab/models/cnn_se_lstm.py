@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -144,7 +145,7 @@ class CNNSELSTM(nn.Module):
     ``n_units`` conv units, each convolution (``kernels`` filters of ``kernel_size``, padding
     "same") + activation + pooling of 2 + SE block (Sec. 3.2 defines this as one "conv"
     unit); then an LSTM over the serialised feature map (last hidden state) or, without
-    LSTM, global average pooling; then dropout. The head is FC(``fc_units``) + activation +
+    LSTM, the feature map flattened (Sec. 2.3.3); then dropout. The head is FC(``fc_units``) + activation +
     FC(``n_outputs``) (Sec. 2.3.3: "a dropout layer and two fully connected layers").
 
     Parameters
@@ -298,9 +299,17 @@ class CNNSELSTM(nn.Module):
             layers.append(SequenceLSTM(dim, kernels, lstm_hidden, lstm_layers, seq_width))
             n_features = lstm_hidden
         else:
-            gap = nn.AdaptiveAvgPool1d(1) if dim == 1 else nn.AdaptiveAvgPool2d(1)
-            layers += [gap, nn.Flatten(1)]
-            n_features = kernels
+            # TrCSL flattens the feature maps into the FC layer: where on the wavelength axis a
+            # feature sits is the information. A global average would throw it away. The map is
+            # pooled to the design input's final size first, so any input size gives one FC shape.
+            if dim == 1:
+                out_size: tuple[int, ...] = (max(1, in_length // min_size),)
+                pool: nn.Module = nn.AdaptiveAvgPool1d(out_size)
+            else:
+                out_size = (max(1, in_shape[0] // min_size), max(1, in_shape[1] // min_size))
+                pool = nn.AdaptiveAvgPool2d(out_size)
+            layers += [pool, nn.Flatten(1)]
+            n_features = kernels * int(np.prod(out_size))
         layers.append(nn.Dropout(dropout))
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(

@@ -41,15 +41,18 @@ class SpectraRegressor(pl.LightningModule):
     lr, lr_step, lr_gamma, weight_decay : Adam and StepLR settings.
     channels_last : use channels_last memory format for 2D inputs (faster on CPU with bf16).
     freeze_features : keep ``model.features`` frozen and in eval mode (transfer learning).
+    input_mean, input_std : per-feature statistics of the training inputs; when given, inputs are
+        standardised (chemometric autoscaling) before the model. Min-max spectra are mostly ~0
+        with a few saturating lines, and gradient descent on them barely moves (see README).
     """
 
     def __init__(self, model_name: str, model_config: dict, target_names: Sequence[str],
                  target_mean: Sequence[float], target_std: Sequence[float], feature_spec: dict,
                  wavelengths: Sequence[float] | None = None, lr: float = 0.01, lr_step: int = 100,
                  lr_gamma: float = 0.1, weight_decay: float = 0.0, channels_last: bool = False,
-                 freeze_features: bool = False) -> None:
+                 freeze_features: bool = False, input_mean=None, input_std=None) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["wavelengths"])
+        self.save_hyperparameters(ignore=["wavelengths", "input_mean", "input_std"])
         self.model: nn.Module = create_model(model_name, **model_config)
         self.target_names = list(target_names)
         n = len(self.target_names)
@@ -61,6 +64,9 @@ class SpectraRegressor(pl.LightningModule):
         self.register_buffer("target_std", torch.as_tensor(std, dtype=torch.float32))
         grid = np.asarray(wavelengths if wavelengths is not None else [], dtype=np.float64)
         self.register_buffer("wavelengths", torch.as_tensor(grid))
+        empty = torch.empty(0)
+        self.register_buffer("input_mean", empty if input_mean is None else torch.as_tensor(input_mean, dtype=torch.float32))
+        self.register_buffer("input_std", empty if input_std is None else torch.as_tensor(input_std, dtype=torch.float32))
         self.val_metrics = _metrics(n).clone(prefix="val_")
         self.test_metrics = _metrics(n).clone(prefix="test_")
         if channels_last:
@@ -71,11 +77,14 @@ class SpectraRegressor(pl.LightningModule):
         """Rebuild from a checkpoint written by this class (the grid buffer sizes itself)."""
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = ckpt["state_dict"]
-        module = cls(**ckpt["hyper_parameters"], wavelengths=state["wavelengths"].tolist())
+        module = cls(**ckpt["hyper_parameters"], wavelengths=state["wavelengths"].tolist(),
+                     input_mean=state.get("input_mean"), input_std=state.get("input_std"))
         module.load_state_dict(state)
         return module
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_mean.numel():
+            x = (x - self.input_mean) / self.input_std
         if self.hparams.channels_last and x.ndim == 3 and self.model.input_kind == "image_2d":
             x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         return x

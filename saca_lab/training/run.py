@@ -64,6 +64,7 @@ def build_datamodule(cfg: dict, input_kind: str, feature_spec: dict | None = Non
     data = cfg["data"]
     prep = data["preprocessing"]
     lines, half_width = data["lines"], data["half_width"]
+    prep = {k: v for k, v in prep.items() if k != "standardize"}  # fitted later, on the model
     if feature_spec is not None:  # transfer: the target data must be preprocessed like the source
         prep = {"airpls": feature_spec["airpls"], "minmax": feature_spec["minmax"]}
         lines, half_width = feature_spec["lines"], feature_spec["half_width"]
@@ -102,11 +103,14 @@ def run_experiment(cfg: dict, *, progress: bool = True) -> dict:
     if not cfg["train"]["standardize_targets"]:
         mean, std = np.zeros_like(mean), np.ones_like(std)
     t = cfg["train"]
+    # Refitted on the target's training split in transfer too (as AdaBN refits batch-norm
+    # statistics): slag-fitted scaling would put steel pixels far outside the trained range.
+    in_mean, in_std = dm.input_stats() if cfg["data"]["preprocessing"].get("standardize", True) else (None, None)
     module = SpectraRegressor(cfg["model"]["name"], model_config, dm.target_names, mean.tolist(),
                               std.tolist(), dm.feature_spec.to_dict(), dm.ds.wavelengths.tolist(),
                               lr=t["lr"], lr_step=t["lr_step"], lr_gamma=t["lr_gamma"],
                               weight_decay=t["weight_decay"], channels_last=t["channels_last"],
-                              freeze_features=bool(transfer))
+                              freeze_features=bool(transfer), input_mean=in_mean, input_std=in_std)
     callbacks = []
     reinitialised = []
     if transfer:
