@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
 from saca_lab.preprocessing._banded import LaneLayout, LaneWhittakerSolver
+from saca_lab.preprocessing._base import StatelessSpectraTransformer
 from saca_lab.preprocessing._validation import validate_spectra
 
 # Vector lanes per block and bounds on the rows per chunk. Each numpy call in the solver's
@@ -246,7 +246,7 @@ def _airpls_block(
     return baselines, n_iter, n_early
 
 
-class AirPLS(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class AirPLS(StatelessSpectraTransformer):
     """Baseline correction by adaptive iteratively reweighted penalized least squares.
 
     Fits, for every spectrum on its own, a smooth baseline that the data lie above
@@ -329,23 +329,10 @@ class AirPLS(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.return_baseline = return_baseline
         self.n_jobs = n_jobs
 
-    def fit(self, X: Any, y: Any = None) -> AirPLS:
-        """Validate the parameters and record the number of points.
+    _preserves_dtype = ("float64",)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_spectra, n_points) or (n_samples, n_shots, n_points)
-            Spectra.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : AirPLS
-        """
+    def _check_params(self) -> None:
         _check_airpls_params(self.lam, self.max_iter, self.tol, self.order)
-        validate_spectra(self, X, reset=True, allow_3d=True)
-        return self
 
     def transform(self, X: Any) -> np.ndarray:
         """Remove (or return) the airPLS baseline of every spectrum.
@@ -366,8 +353,3 @@ class AirPLS(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         )
         return baseline if self.return_baseline else X - baseline
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.three_d_array = True
-        return tags

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
+from saca_lab.preprocessing._base import StatelessSpectraTransformer
 from saca_lab.preprocessing._validation import validate_spectra
 
 
@@ -37,7 +37,7 @@ def minmax_per_spectrum(
     return (lo * (1 - t) + hi * t).astype(X.dtype, copy=False)
 
 
-class MinMaxPerSpectrum(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class MinMaxPerSpectrum(StatelessSpectraTransformer):
     """Min-max normalisation of each spectrum separately (TrCSL eq. 1).
 
     ``I_n = (I_raw - I_min) / (I_max - I_min)`` with ``I_min`` and ``I_max`` the minimum and
@@ -85,24 +85,6 @@ class MinMaxPerSpectrum(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(self, feature_range: tuple[float, float] = (0.0, 1.0)) -> None:
         self.feature_range = feature_range
 
-    def fit(self, X: Any, y: Any = None) -> MinMaxPerSpectrum:
-        """Validate the parameters and record the number of points.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_spectra, n_points) or (n_samples, n_shots, n_points)
-            Spectra.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : MinMaxPerSpectrum
-        """
-        self._check_params()
-        validate_spectra(self, X, reset=True, allow_3d=True)
-        return self
-
     def transform(self, X: Any) -> np.ndarray:
         """Scale every spectrum to ``feature_range``.
 
@@ -127,9 +109,3 @@ class MinMaxPerSpectrum(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"feature_range must be (min, max) with min < max, got {self.feature_range!r}."
             )
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags

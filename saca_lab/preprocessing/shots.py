@@ -6,8 +6,8 @@ import numbers
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
+from saca_lab.preprocessing._base import StatelessSpectraTransformer
 from saca_lab.preprocessing._validation import validate_spectra
 
 
@@ -58,7 +58,7 @@ def _check_n_average(n_average: Any) -> None:
         raise ValueError(f"n_average must be None or a positive integer, got {n_average!r}.")
 
 
-class ShotAverager(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class ShotAverager(StatelessSpectraTransformer):
     """Average repeated laser shots of each sample.
 
     LIBS records many shots per sample (TrCSL: 300 per sample, on a rotating stage); models
@@ -107,23 +107,8 @@ class ShotAverager(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def __init__(self, n_average: int | None = None) -> None:
         self.n_average = n_average
 
-    def fit(self, X: Any, y: Any = None) -> ShotAverager:
-        """Validate the parameters and record the number of points.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_shots, n_points) or (n_samples, n_points)
-            Shot spectra.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : ShotAverager
-        """
+    def _check_params(self) -> None:
         _check_n_average(self.n_average)
-        validate_spectra(self, X, reset=True, allow_3d=True)
-        return self
 
     def transform(self, X: Any) -> np.ndarray:
         """Average the shots.
@@ -140,9 +125,3 @@ class ShotAverager(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X = validate_spectra(self, X, reset=False, allow_3d=True)
         return average_shots(X, self.n_average)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        tags.input_tags.three_d_array = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
