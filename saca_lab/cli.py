@@ -178,6 +178,9 @@ def _cmd_plot(args) -> int:
 
 def _cmd_train(args) -> int:
     from saca_lab.config import load_config
+    from saca_lab.runtime import tune_allocator
+
+    tune_allocator()
     from saca_lab.training.run import run_experiment
 
     cfg = load_config(args.experiment, args.overrides)
@@ -192,6 +195,9 @@ def _cmd_train(args) -> int:
 
 def _cmd_predict(args) -> int:
     from saca_lab.predict import predict_to_csv
+    from saca_lab.runtime import tune_allocator
+
+    tune_allocator()
 
     out = predict_to_csv(args.model, args.input, args.out)
     print(f"wrote {out}")

@@ -58,3 +58,12 @@ def test_bad_input_exit_2_and_nothing_written(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert set(tmp_path.iterdir()) == before
+
+
+def test_allocator_tuning_can_be_switched_off(monkeypatch):
+    from saca_lab.runtime import tune_allocator
+
+    monkeypatch.setenv("SACA_LAB_MALLOC_TUNING", "0")
+    assert tune_allocator() is False
+    monkeypatch.delenv("SACA_LAB_MALLOC_TUNING")
+    assert tune_allocator() in (True, False)  # True on glibc
