@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
+import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -34,3 +37,15 @@ def update_section(name: str, body: str) -> None:
     pattern = re.compile(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS_MD.write_text(text)
+
+
+def median_time(fn: Callable[[], object], repeat: int) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` runs, after one warm-up run
+    (imports, allocator, worker processes)."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

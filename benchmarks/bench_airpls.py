@@ -15,17 +15,14 @@ Usage: ``python benchmarks/bench_airpls.py [--spectra N] [--repeat R] [--no-md]`
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from pybaselines import Baseline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, update_section  # noqa: E402
+from _report import machine, median_time, update_section  # noqa: E402
 
 from saca_lab.preprocessing import airpls_batch  # noqa: E402
 
@@ -55,16 +52,6 @@ def synthetic_spectra(n_spectra: int, grid: np.ndarray, seed: int = 0) -> np.nda
         noise = 0.02 * rng.standard_normal(grid.size)
         out[k] = 100 * (peaks + rng.uniform(0.7, 1.3) * (arch + continuum) + noise)
     return out
-
-
-def median_time(run: Callable[[], object], repeat: int) -> float:
-    run()  # warm-up: imports, allocator, worker processes
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench(name: str, grid: np.ndarray, n_spectra: int, repeat: int) -> list[str]:

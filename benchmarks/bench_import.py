@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
+import itertools
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from saca_lab.data.readers import input_files, read_any, read_two_column_csv, re
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import BENCHMARKS_MD, machine, update_section  # noqa: E402
+from _report import BENCHMARKS_MD, machine, median_time, update_section  # noqa: E402
 
 
 @dataclass
@@ -62,26 +61,17 @@ HEADER = (
 )
 
 
-def median_time(action: Callable[[int], object], repeat: int) -> float:
-    """Median wall time of ``repeat`` calls; ``action`` gets the call index (for fresh out dirs)."""
-    times = []
-    for i in range(repeat):
-        start = time.perf_counter()
-        action(i)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(
     name: str, paths: Sequence[Path], work: Path, repeat: int, grid: np.ndarray | None = None
 ) -> Result:
     files = input_files(paths)
     megabytes = sum(f.stat().st_size for f in files) / 1e6
     table = read_any(paths, grid=grid)
-    read_s = median_time(lambda _: read_any(paths, grid=grid), repeat)
+    read_s = median_time(lambda: read_any(paths, grid=grid), repeat)
+    calls = itertools.count()  # each import needs a fresh output directory
     out_base = work / f"out_{name.replace(' ', '_')}"
     import_s = median_time(
-        lambda i: import_files(paths, out_dir=out_base / str(i), grid=grid), repeat
+        lambda: import_files(paths, out_dir=out_base / str(next(calls)), grid=grid), repeat
     )
     return Result(
         name,
@@ -98,8 +88,8 @@ def resample_timing(spectra: np.ndarray, wavelengths: np.ndarray, repeat: int) -
     """One line comparing :func:`resample` with a per-spectrum :func:`numpy.interp` loop."""
     grid = np.linspace(wavelengths[0] + 10.0, wavelengths[-1] - 10.0, 12000)
     data = (wavelengths, spectra)
-    vectorised = median_time(lambda _: resample(data, grid), repeat)
-    looped = median_time(lambda _: [np.interp(grid, wavelengths, row) for row in spectra], repeat)
+    vectorised = median_time(lambda: resample(data, grid), repeat)
+    looped = median_time(lambda: [np.interp(grid, wavelengths, row) for row in spectra], repeat)
     n, p = spectra.shape
     return (
         f"Resampling {n:,} x {p:,} float32 spectra onto {grid.size:,} points: "

@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -38,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, update_section  # noqa: E402
+from _report import machine, median_time, update_section  # noqa: E402
 
 from saca_lab.data.features import FeatureSpec, transform_spectra  # noqa: E402
 from saca_lab.preprocessing import To2D, airpls_batch, minmax_per_spectrum  # noqa: E402
@@ -55,16 +53,6 @@ BIG_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(2**31), "MALLOC_TRIM_THRESHOLD_": str(
 STEEL = {"C": 0.4, "Mn": 0.8, "Cr": 0.6, "Cu": 0.1, "Si": 0.3}
 STAINLESS = {"Cr": 18.0, "Ni": 9.0, "Mo": 2.0, "La": 0.05, "Ce": 0.08, "Nd": 0.03, "Pr": 0.01,
              "Sm": 0.01, "Eu": 0.005}
-
-
-def median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def regressor(model: str, targets: list[str], spec: dict, wl: np.ndarray, channels_last=False):
