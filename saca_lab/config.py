@@ -24,7 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "dataset": None,          # a dataset directory, or {preset: NAME, samples:, shots:, seed:}
         "targets": None,          # element / oxide names; default: all of the dataset's targets
-        "split": {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "folds": None, "fold": None},
+        "split": {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "folds": None, "fold": None,
+                  "subset": None, "subset_seed": None},  # subset: draw N samples, split those
         "shots": "average",       # "average" | "each" | an int k: mean of each k consecutive shots
         "preprocessing": {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True,
                           "standardize": True},  # per-feature, fitted on the training split

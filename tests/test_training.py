@@ -179,3 +179,18 @@ def test_input_standardisation_is_stored_with_the_model(train_data, mlflow_tmp):
     assert state_on["input_mean"].shape == (143,) and torch.all(state_on["input_std"] > 0)
     assert state_off["input_mean"].numel() == 0
     assert Predictor(on["checkpoint"]).module.input_mean.shape == (143,)
+
+
+def test_subset_split_draws_distinct_samples_within_the_dataset():
+    from saca_lab.data.splits import make_split
+    from saca_lab.errors import InputError
+
+    a = make_split(50, {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "subset": 10})
+    b = make_split(50, {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "subset": 10, "subset_seed": 1})
+    for s in (a, b):
+        parts = np.concatenate([s.train, s.val, s.test])
+        assert len(parts) == len(set(parts.tolist())) == 10 and parts.max() < 50
+        assert len(s.test) == 3
+    assert set(np.concatenate([a.train, a.test]).tolist()) != set(np.concatenate([b.train, b.test]).tolist())
+    with pytest.raises(InputError, match="larger than the dataset"):
+        make_split(8, {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "subset": 10})

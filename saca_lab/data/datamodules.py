@@ -64,6 +64,8 @@ class SpectraDataModule(pl.LightningDataModule):
         self.feature_spec = FeatureSpec(input_kind=input_kind, airpls=prep["airpls"], minmax=prep["minmax"],
                                         lines=tuple(lines) if lines else None, half_width=half_width)
         self.split_spec = {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, **(split or {})}
+        if self.split_spec.get("subset_seed") is None:
+            self.split_spec.pop("subset_seed", None)
         self.shots = shots
         self.augment = Augment(**augment) if augment else None
         self.batch_size = batch_size

@@ -53,7 +53,29 @@ def kfold_split(n_samples: int, folds: int, fold: int, seed: int, val: float = 0
     return Split(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))
 
 
+def draw_subset(n_samples: int, size: int, seed: int) -> np.ndarray:
+    """``size`` distinct sample indices drawn at random (sorted): a smaller calibration set."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 2:
+        raise InputError(f"data.split.subset must be an integer >= 2, got {size!r}")
+    if size > n_samples:
+        raise InputError(f"data.split.subset = {size} is larger than the dataset ({n_samples} samples)")
+    return np.sort(np.random.default_rng([seed, size]).choice(n_samples, size=size, replace=False))
+
+
 def make_split(n_samples: int, spec: dict) -> Split:
+    """A split from ``{train, val, test, seed}`` or ``{folds, fold, seed, val}``.
+
+    ``subset: N`` first draws N samples (seeded by ``subset_seed``, default ``seed``) and splits
+    only those: the sample-count study (TrCSL Fig. 14) in a config.
+    """
+    chosen = None
+    if spec.get("subset") is not None:
+        chosen = draw_subset(n_samples, spec["subset"], spec.get("subset_seed", spec.get("seed", 0)))
+        n_samples = chosen.size
     if spec.get("folds"):
-        return kfold_split(n_samples, spec["folds"], spec["fold"], spec.get("seed", 0), spec.get("val", 0.0))
-    return ratio_split(n_samples, spec["train"], spec["val"], spec["test"], spec.get("seed", 0))
+        split = kfold_split(n_samples, spec["folds"], spec["fold"], spec.get("seed", 0), spec.get("val", 0.0))
+    else:
+        split = ratio_split(n_samples, spec["train"], spec["val"], spec["test"], spec.get("seed", 0))
+    if chosen is None:
+        return split
+    return Split(chosen[split.train], chosen[split.val], chosen[split.test])

@@ -83,8 +83,14 @@ def _model_config(cfg: dict, dm: SpectraDataModule) -> dict:
     return overrides
 
 
-def run_experiment(cfg: dict, *, progress: bool = True) -> dict:
-    """Train and test one configuration; return run id, final metrics and checkpoint path."""
+def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None = None,
+                   parent_run_id: str | None = None, tags: dict | None = None) -> dict:
+    """Train and test one configuration; return run id, final metrics and checkpoint path.
+
+    ``callbacks`` are added to the Trainer's (e.g. Optuna pruning); ``parent_run_id`` nests the
+    MLflow run under a parent (a sweep or a comparison study); ``tags`` are set on the run. An
+    exception raised during training carries the MLflow run id as ``exc.run_id``.
+    """
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     info = model_info(cfg["model"]["name"])
     transfer = cfg.get("transfer") or None
@@ -111,7 +117,7 @@ def run_experiment(cfg: dict, *, progress: bool = True) -> dict:
                               lr=t["lr"], lr_step=t["lr_step"], lr_gamma=t["lr_gamma"],
                               weight_decay=t["weight_decay"], channels_last=t["channels_last"],
                               freeze_features=bool(transfer), input_mean=in_mean, input_std=in_std)
-    callbacks = []
+    callbacks = list(callbacks or [])
     reinitialised = []
     if transfer:
         reinitialised = load_pretrained(module, source_ckpt)
@@ -126,7 +132,9 @@ def run_experiment(cfg: dict, *, progress: bool = True) -> dict:
     logger = MLFlowLogger(experiment_name=cfg["tracking"]["experiment"],
                           run_name=cfg["tracking"]["run_name"] or cfg["name"],
                           tracking_uri=tracking.tracking_uri(), log_model=False,
-                          artifact_location=tracking.artifact_location())
+                          artifact_location=tracking.artifact_location(),
+                          tags={**(tags or {}),
+                                **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
     trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
                          precision=t["precision"], logger=logger, callbacks=callbacks,
                          deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
@@ -134,7 +142,11 @@ def run_experiment(cfg: dict, *, progress: bool = True) -> dict:
                          num_sanity_val_steps=0, enable_model_summary=progress)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        trainer.fit(module, dm)
+        try:
+            trainer.fit(module, dm)
+        except BaseException as exc:
+            exc.run_id = logger.run_id
+            raise
         best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
         test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False)[0]
     final_ckpt = workdir / "model.ckpt"
