@@ -75,7 +75,9 @@ class Bench:
         if bf16 and self.two_d:
             self.model = self.model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        self.x, self.y, self.bf16 = x, torch.rand(batch, self.model.n_outputs), bf16
+        # models that predict a std (GLL) output a mean and a log-variance per target
+        width = self.model.n_outputs * (2 if getattr(self.model, "predicts_std", False) else 1)
+        self.x, self.y, self.bf16 = x, torch.rand(batch, width), bf16
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
     def loss(self) -> torch.Tensor:

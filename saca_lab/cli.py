@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 
 from saca_lab import __version__
+from saca_lab.compare import cli as compare_cli
 from saca_lab.errors import InputError
+from saca_lab.reproduce import cli as reproduce_cli
+from saca_lab.sweeps import cli as sweep_cli
 
 
 def _add_data_root(p: argparse.ArgumentParser) -> None:
@@ -76,6 +79,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, help="shots per sample if the presets must be generated")
     p.add_argument("--jobs", type=int)
     _add_data_root(p)
+    sweep_cli.add_parser(sub)
+    compare_cli.add_parser(sub)
+    reproduce_cli.add_parser(sub)
     return parser
 
 
@@ -215,7 +221,8 @@ def _cmd_models(args) -> int:
 
 COMMANDS = {"simulate": _cmd_simulate, "import": _cmd_import, "info": _cmd_info,
             "realism": _cmd_realism, "plot": _cmd_plot, "train": _cmd_train,
-            "predict": _cmd_predict, "models": _cmd_models}
+            "predict": _cmd_predict, "models": _cmd_models, "sweep": sweep_cli.run,
+            "compare": compare_cli.run, "reproduce": reproduce_cli.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,8 @@
-"""``saca-lab predict``: raw spectra in any readable format -> a CSV of predicted mass %."""
+"""``saca-lab predict``: raw spectra in any readable format -> a CSV of predicted mass %.
+
+A model that predicts a standard deviation (GLL) adds a ``<target>_std`` column after each
+target's column.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +34,10 @@ def predict_to_csv(model: str, input_path: str, out: str | os.PathLike) -> Path:
 
     predictor = Predictor(resolve_checkpoint(model))
     wl, x, ids = _load_input(input_path)
-    pred = predictor.predict(wl, x)
+    pred = predictor.predict_table(wl, x)
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["sample_id", *predictor.target_names])
+        w.writerow(["sample_id", *predictor.columns])
         for sid, row in zip(ids, pred, strict=True):
             w.writerow([sid, *(f"{v:.6g}" for v in row)])
     return Path(out)

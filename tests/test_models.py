@@ -30,7 +30,15 @@ ABLATIONS = {"trcsl": (True, True), "trcnn": (False, False),
 
 def _small(name: str) -> dict:
     # the full-width SACA network has 7 M parameters; 1/16 width exercises the same code
-    return {"width": 0.0625} if name.startswith("resnet_dcnn") else {}
+    if name.startswith("resnet_dcnn"):
+        return {"width": 0.0625}
+    # GLL's dense layers are built for one line-window length
+    return {"in_length": SMALL_INPUT["lines_1d"][0]} if name == "gll" else {}
+
+
+def _width(model: nn.Module) -> int:
+    # models that predict a std output a mean and a log-variance per target (saca_lab.models.gll)
+    return model.n_outputs * (2 if getattr(model, "predicts_std", False) else 1)
 
 
 def _input(name: str, seed: int = 0) -> torch.Tensor:
@@ -63,7 +71,7 @@ def test_forward_backward_reaches_first_layer(name):
     model = create_model(name, **_small(name))
     x = _input(name)
     out = model(x)
-    assert out.shape == (BATCH, model.n_outputs)
+    assert out.shape == (BATCH, _width(model))
     assert torch.isfinite(out).all()
     # random weights: a plain sum of a composition head is constant and has no gradient
     (out * torch.randn_like(out)).sum().backward()

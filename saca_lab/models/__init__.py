@@ -8,7 +8,10 @@ Importing this package registers every model:
   folded spectrum (``"image_2d"``) and its ablations (Ma et al., JAAS 2025, 40, 1810, Table 1
   and Fig. 12);
 * ``trcsl_1d``, ``trcnn_1d``, ``trcnn_se_1d``, ``trcnn_lstm_1d``: the same on characteristic
-  line windows (``"lines_1d"``).
+  line windows (``"lines_1d"``);
+* ``gll``, ``gll_spectrum``: the Gaussian-NLL network of TrCSL ref. 35 (Fig. 15) on line windows
+  and on the binned full spectrum; it predicts a mean and a standard deviation per element
+  (``predicts_std = True``, see :mod:`saca_lab.models.gll`).
 
 Examples
 --------
@@ -22,7 +25,7 @@ True
 (2, 'image_2d')
 """
 
-from saca_lab.models import cnn_se_lstm, resnet_dcnn  # noqa: F401  (registers the models)
+from saca_lab.models import cnn_se_lstm, gll, resnet_dcnn  # noqa: F401  (registers the models)
 from saca_lab.models.registry import (
     INPUT_KINDS,
     ModelInfo,

@@ -4,6 +4,12 @@ MSE on standardised targets, Adam with step decay (TrCSL Table 1: lr 0.01, x0.1 
 epochs), per-element R2 / RMSE / MAE from torchmetrics in target units, optional channels_last.
 The checkpoint carries what inference needs: model name and config, targets, their scaling,
 the feature spec and the wavelength grid (a buffer, so it travels in the state dict).
+
+Models with ``predicts_std = True`` (GLL, TrCSL ref. 35; see :mod:`saca_lab.models.gll`) output
+a mean and a log-variance per target. They train on the Gaussian negative log-likelihood; the
+evaluation loss stays the MSE of the means, so ``val_loss`` compares across models, and
+``val_nll`` / ``test_nll``, the mean predicted standard deviation and the 1- and 2-sigma coverage
+of the test items are logged besides.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from saca_lab.models import create_model
+from saca_lab.models.gll import split_mean_logvar
 
 
 def _metrics(n: int) -> MetricCollection:
@@ -26,6 +33,34 @@ def _metrics(n: int) -> MetricCollection:
         "rmse": MeanSquaredError(squared=False, num_outputs=n),
         "mae": MeanAbsoluteError(num_outputs=n),
     })
+
+
+class Calibration:
+    """Mean predicted std and k-sigma coverage per target, accumulated over test batches.
+
+    Coverage ``k`` is the fraction of test items (spectra) with ``|y - mean| <= k * std``; a
+    calibrated Gaussian gives 0.683 for k = 1 and 0.954 for k = 2. Items of one sample share
+    its true value, so with few test samples the coverage moves in coarse steps.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.sums = torch.zeros(3, self.n, dtype=torch.float64)
+
+    def update(self, mean: torch.Tensor, std: torch.Tensor, y: torch.Tensor) -> None:
+        err = (y - mean).abs()
+        rows = torch.stack([std, (err <= std).float(), (err <= 2 * std).float()])
+        self.sums += rows.detach().double().sum(dim=1).cpu()
+        self.count += len(y)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """``pred_std``, ``coverage1`` and ``coverage2`` per target (NaN before any update)."""
+        values = (self.sums / self.count if self.count else torch.full_like(self.sums, float("nan"))).float()
+        return dict(zip(("pred_std", "coverage1", "coverage2"), values, strict=True))
 
 
 class SpectraRegressor(pl.LightningModule):
@@ -69,6 +104,7 @@ class SpectraRegressor(pl.LightningModule):
         self.register_buffer("input_std", empty if input_std is None else torch.as_tensor(input_std, dtype=torch.float32))
         self.val_metrics = _metrics(n).clone(prefix="val_")
         self.test_metrics = _metrics(n).clone(prefix="test_")
+        self._calibration = Calibration(n)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -89,24 +125,57 @@ class SpectraRegressor(pl.LightningModule):
             x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
         return x
 
+    @property
+    def predicts_std(self) -> bool:
+        """Whether the model predicts a standard deviation next to every mean."""
+        return bool(getattr(self.model, "predicts_std", False))
+
+    def _standardised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Means and (for ``predicts_std`` models) log-variances, in standardised units."""
+        z = self.model(self._prepare(x)).float()
+        return split_mean_logvar(z) if self.predicts_std else (z, None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Predictions in target units (mass %)."""
-        return self.model(self._prepare(x)).float() * self.target_std + self.target_mean
+        """Predictions in target units (mass %); the means for a model that predicts std."""
+        return self._standardised(x)[0] * self.target_std + self.target_mean
+
+    def predict_with_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and standard deviations in target units, each ``(B, n_targets)``.
+
+        Raises
+        ------
+        ValueError
+            If the model does not predict a standard deviation.
+        """
+        if not self.predicts_std:
+            raise ValueError(f"model {self.hparams.model_name!r} does not predict a standard deviation")
+        mean, logvar = self._standardised(x)
+        return mean * self.target_std + self.target_mean, torch.exp(0.5 * logvar) * self.target_std
 
     def training_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
-        z = self.model(self._prepare(x)).float()
-        loss = nn.functional.mse_loss(z, (y - self.target_mean) / self.target_std)
+        mean, logvar = self._standardised(x)
+        y = (y - self.target_mean) / self.target_std
+        if logvar is None:
+            loss = nn.functional.mse_loss(mean, y)
+        else:
+            loss = nn.functional.gaussian_nll_loss(mean, y, logvar.exp())
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         return loss
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> None:
         x, y = batch[0], batch[1]
-        pred = self(x)
-        loss = nn.functional.mse_loss((pred - self.target_mean) / self.target_std,
-                                      (y - self.target_mean) / self.target_std)
+        mean, logvar = self._standardised(x)
+        pred = mean * self.target_std + self.target_mean
+        y_std = (y - self.target_mean) / self.target_std
+        loss = nn.functional.mse_loss(mean, y_std)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         metrics.update(pred, y)
+        if logvar is not None:
+            nll = nn.functional.gaussian_nll_loss(mean, y_std, logvar.exp())
+            self.log(f"{stage}_nll", nll, on_step=False, on_epoch=True, batch_size=len(x))
+            if stage == "test":
+                self._calibration.update(pred, torch.exp(0.5 * logvar) * self.target_std, y)
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, self.val_metrics, "val")
@@ -131,8 +200,16 @@ class SpectraRegressor(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_metrics(self.val_metrics)
 
+    def on_test_epoch_start(self) -> None:
+        self._calibration.reset()
+
     def on_test_epoch_end(self) -> None:
         self._log_metrics(self.test_metrics)
+        if self.predicts_std:
+            for key, per_target in self._calibration.compute().items():
+                for name, v in zip(self.target_names, per_target, strict=True):
+                    self.log(f"test_{key}_{name}", v)
+                self.log(f"test_{key}_mean", per_target.mean())
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_features:

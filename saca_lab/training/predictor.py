@@ -2,7 +2,8 @@
 
 :class:`Predictor` is what ``saca-lab predict`` and the MLflow pyfunc model use. Spectra on
 another grid are resampled onto the training grid by interpolation; a grid that does not cover
-the training range is refused rather than extrapolated.
+the training range is refused rather than extrapolated. For a model that predicts a standard
+deviation (GLL), :meth:`Predictor.predict_table` puts a ``<target>_std`` column next to each mean.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class Predictor:
         self.target_names: list[str] = list(self.module.target_names)
         self.wavelengths = self.module.wavelengths.numpy()
         self.spec = FeatureSpec.from_dict(self.module.hparams.feature_spec)
+        self.predicts_std: bool = self.module.predicts_std
+        #: Columns of :meth:`predict_table`: each target, followed by ``<target>_std`` when the
+        #: model predicts one.
+        self.columns: list[str] = [c for t in self.target_names
+                                   for c in ((t, f"{t}_std") if self.predicts_std else (t,))]
 
     def on_training_grid(self, wavelengths: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         """Resample ``spectra`` onto the training grid (refuses to extrapolate)."""
@@ -47,24 +53,53 @@ class Predictor:
         return resample((wavelengths, np.asarray(spectra, dtype=np.float64)), self.wavelengths,
                         source="input spectra")
 
-    @torch.no_grad()
-    def predict(self, wavelengths: np.ndarray, spectra: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Mass % of every target for raw spectra (n, points) on ``wavelengths``."""
+    def _features(self, wavelengths: np.ndarray, spectra: np.ndarray) -> np.ndarray:
         spectra = np.asarray(spectra)
         if spectra.ndim == 1:
             spectra = spectra[None]
-        raw = self.on_training_grid(wavelengths, spectra)
-        x = transform_spectra(raw, self.wavelengths, self.spec)
+        return transform_spectra(self.on_training_grid(wavelengths, spectra), self.wavelengths, self.spec)
+
+    @torch.no_grad()
+    def predict(self, wavelengths: np.ndarray, spectra: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Mass % of every target for raw spectra (n, points) on ``wavelengths``."""
+        x = self._features(wavelengths, spectra)
         out = [self.module(torch.from_numpy(x[i:i + batch_size])).numpy()
                for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
+
+    @torch.no_grad()
+    def predict_with_std(self, wavelengths: np.ndarray, spectra: np.ndarray,
+                         batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Mass % and its predicted standard deviation, each (n, targets).
+
+        Raises
+        ------
+        InputError
+            If the model does not predict a standard deviation.
+        """
+        if not self.predicts_std:
+            raise InputError(f"model {self.module.hparams.model_name!r} does not predict a "
+                             "standard deviation")
+        x = self._features(wavelengths, spectra)
+        parts = [self.module.predict_with_std(torch.from_numpy(x[i:i + batch_size]))
+                 for i in range(0, len(x), batch_size)]
+        return (np.concatenate([m.numpy() for m, _ in parts]),
+                np.concatenate([s.numpy() for _, s in parts]))
+
+    def predict_table(self, wavelengths: np.ndarray, spectra: np.ndarray) -> np.ndarray:
+        """Predictions as (n, len(:attr:`columns`)): the means, interleaved with their std."""
+        if not self.predicts_std:
+            return self.predict(wavelengths, spectra)
+        mean, std = self.predict_with_std(wavelengths, spectra)
+        return np.stack([mean, std], axis=2).reshape(len(mean), -1)
 
 
 def _pyfunc_class():
     import mlflow.pyfunc
 
     class SacaPyfuncModel(mlflow.pyfunc.PythonModel):
-        """MLflow pyfunc: a DataFrame whose columns are wavelengths (nm) -> predictions per target."""
+        """MLflow pyfunc: a DataFrame whose columns are wavelengths (nm) -> predictions per target
+        (and ``<target>_std`` columns for a model that predicts a standard deviation)."""
 
         def load_context(self, context) -> None:
             self.predictor = Predictor(context.artifacts["checkpoint"])
@@ -81,7 +116,7 @@ def _pyfunc_class():
             else:
                 x = np.asarray(model_input, dtype=np.float64)
                 wl = self.predictor.wavelengths
-            return pd.DataFrame(self.predictor.predict(wl, x), columns=self.predictor.target_names)
+            return pd.DataFrame(self.predictor.predict_table(wl, x), columns=self.predictor.columns)
 
     return SacaPyfuncModel
 

@@ -1,0 +1,69 @@
+"""``saca-lab compare``: argument parsing for the sample-count study and grouped CV."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register the ``compare`` subcommand on ``saca-lab``'s subparsers."""
+    p = sub.add_parser(
+        "compare", help="baselines vs deep models vs number of samples (TrCSL Fig. 14/15), "
+                        "or grouped K-fold CV",
+        description="For each sample count, REPEATS random subsets split 70/30 by sample (or "
+                    "K-fold CV by sample with --cv); every model is fitted on the same samples. "
+                    "Writes fits.csv, summary.csv, predictions.csv and fig14.png/fig15.png "
+                    "(cv.png with --cv) and logs an MLflow parent run with a child per model "
+                    "and size.")
+    p.add_argument("--dataset", required=True,
+                   help="preset name (slag, carbon-steel, stainless) or dataset directory")
+    p.add_argument("--element", required=True, help="target column, e.g. Mn or SiO2")
+    p.add_argument("--models", default="plsr,pso_svr",
+                   help="comma-separated: plsr, pso_svr, pca_pls and any registered deep model "
+                        "(saca-lab models); default plsr,pso_svr")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--sizes", help="sample counts: START:STOP:STEP or a list "
+                                      "(default 10:100:10)")
+    mode.add_argument("--cv", type=int, metavar="K", help="K-fold CV by sample over the whole "
+                                                          "dataset instead of sizes")
+    p.add_argument("--repeats", type=int, default=5, help="random subsets per size (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default reports/compare-DATASET-ELEMENT)")
+    p.add_argument("--jobs", type=int, help="worker processes for the baselines "
+                                            "(default: all cores)")
+    p.add_argument("--features", choices=["spectrum", "lines"], default="spectrum",
+                   help="baseline input: full spectrum or TrCSL line windows")
+    p.add_argument("--no-airpls", dest="airpls", action="store_false",
+                   help="skip airPLS baseline correction (min-max only)")
+    p.add_argument("--normalize", choices=["minmax", "sum", "none"], default="minmax",
+                   help="per-spectrum scaling: min-max (TrCSL, default), total intensity "
+                        "(baselines; deep models then get none) or none")
+    p.add_argument("--epochs", type=int, help="train.max_epochs of every deep fit")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="baseline parameter (pso_svr.n_iter=5) or deep config field "
+                        "(train.lr=0.001); repeatable")
+    p.add_argument("--transfer-dataset", default="carbon-steel",
+                   help="what transfer models (trcsl ...) are fine-tuned on (default carbon-steel)")
+    p.add_argument("--experiment", default="compare", help="MLflow experiment (default compare)")
+    p.add_argument("--data-root", help="where presets are stored (default: $SACA_LAB_DATA or ./data)")
+    p.add_argument("--quiet", action="store_true", help="no per-fit progress lines")
+    return p
+
+
+def run(args) -> int:
+    from saca_lab.compare.results import format_table
+    from saca_lab.compare.study import run_compare
+
+    sizes = args.sizes if args.sizes is not None or args.cv is not None else "10:100:10"
+    result = run_compare(args.dataset, args.element, args.models, sizes=sizes,
+                         repeats=args.repeats, cv=args.cv, seed=args.seed, out_dir=args.out,
+                         n_jobs=args.jobs, features=args.features, overrides=args.overrides,
+                         transfer_dataset=args.transfer_dataset, progress=not args.quiet,
+                         epochs=args.epochs, experiment=args.experiment, airpls=args.airpls,
+                         normalize=args.normalize,
+                         data_root=args.data_root)
+    print(format_table(result.summary))
+    for path in result.paths.values():
+        print(f"wrote {path}")
+    print(f"MLflow parent run {result.parent_run_id} (experiment {args.experiment})")
+    return 0

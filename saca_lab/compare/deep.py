@@ -1,0 +1,207 @@
+"""Deep models in a comparison study: one Lightning run per split, nested in MLflow.
+
+Which experiment file a deep model starts from:
+
+1. ``experiments/compare_<model>.yaml`` when it exists (``compare_gll.yaml``);
+2. else ``experiments/<model>_finetune_carbon_steel.yaml``: a transfer model (``trcsl`` and its
+   ablations, TrCSL Sec. 2.4), fine-tuned from the newest finished run of its pre-training
+   experiment on the study's transfer dataset;
+3. else ``experiments/compare_cnn1d.yaml`` with the model name replaced (a 1D CNN on the
+   full spectrum; its ``model.overrides`` only apply to the model it names).
+
+The study then sets the dataset, the target, the split (the same samples as the baselines),
+the seed and the MLflow experiment; ``--set`` overrides reach every deep config.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+
+from saca_lab.errors import InputError
+
+_REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+GENERIC_BASE = "compare_cnn1d.yaml"
+
+
+def experiments_dir() -> Path:
+    """The repository's ``experiments/`` (or ``./experiments`` for an installed package)."""
+    return _REPO_EXPERIMENTS if _REPO_EXPERIMENTS.is_dir() else Path("experiments")
+
+
+@dataclass(frozen=True)
+class DeepModel:
+    """A deep model of the study and the experiment file it starts from."""
+
+    name: str
+    base: Path
+    transfer_from: str | None = None   # resolved MLflow run id of the pre-training
+
+    @property
+    def is_transfer(self) -> bool:
+        return self.transfer_from is not None
+
+
+def deep_model_names() -> list[str]:
+    from saca_lab.models import list_models
+
+    return list(list_models())
+
+
+def _base_file(name: str) -> Path:
+    exp = experiments_dir()
+    for candidate in (exp / f"compare_{name}.yaml", exp / f"{name}_finetune_carbon_steel.yaml",
+                      exp / GENERIC_BASE):
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"--models {name}: no experiment file for it in {exp} "
+                     f"(compare_{name}.yaml or {GENERIC_BASE})")
+
+
+def resolve_deep_model(name: str, overrides: list[str]) -> DeepModel:
+    """Find the base config; for transfer, the pre-training run (InputError if none)."""
+    from saca_lab.config import load_config
+
+    base = _base_file(name)
+    cfg = load_config(base, overrides)
+    source = (cfg.get("transfer") or {}).get("from")
+    if not source:
+        return DeepModel(name, base)
+    source = str(source)
+    if source.startswith("experiment:"):
+        from saca_lab import tracking
+        from saca_lab.training.run import latest_run
+
+        experiment = source[len("experiment:"):]
+        try:
+            source = latest_run(experiment)
+        except InputError:
+            pretrain = experiments_dir() / f"{experiment}.yaml"
+            raise InputError(
+                f"--models {name}: transfer needs a finished pre-training run in MLflow experiment "
+                f"{experiment!r} ({tracking.tracking_uri()}), and there is none; train it first: "
+                f"saca-lab train {_display(pretrain)}") from None
+    return DeepModel(name, base, transfer_from=source)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spec: dict,
+                 seed: int, run_name: str, experiment: str, overrides: list[str],
+                 epochs: int | None = None, airpls: bool = True, minmax: bool = True) -> dict:
+    """The resolved experiment config of one deep fit of the study."""
+    from saca_lab.config import load_config, validate
+
+    # log_model first so a user's --set tracking.log_model=true still wins: a pyfunc model per
+    # fit costs seconds and disk, and a study only needs the metrics
+    cfg = load_config(model.base, ["tracking.log_model=false", *overrides])
+    if cfg["model"]["name"] != model.name:
+        cfg["model"] = {"name": model.name, "overrides": {}}
+    cfg["data"]["dataset"] = str(dataset_path)
+    targets = cfg["data"].get("targets") or []
+    # transfer keeps the pre-training's targets (the paper fine-tunes all four elements at once)
+    cfg["data"]["targets"] = list(targets) if model.is_transfer and element in targets else [element]
+    cfg["data"]["split"] = dict(split_spec)
+    if model.is_transfer:
+        cfg["transfer"]["from"] = model.transfer_from
+    else:
+        cfg["data"]["preprocessing"]["airpls"] = {"lam": 1e4, "max_iter": 50} if airpls else None
+        cfg["data"]["preprocessing"]["minmax"] = bool(minmax)
+    if epochs is not None:
+        cfg["train"]["max_epochs"] = int(epochs)
+    cfg["seed"] = int(seed)
+    cfg["name"] = f"compare-{model.name}"
+    cfg["tracking"]["experiment"] = experiment
+    cfg["tracking"]["run_name"] = run_name
+    validate(cfg, f"{model.base} (study config of {model.name})")
+    return cfg
+
+
+class TestPredictions(Callback):
+    """Collects the test-set predictions of a run (sample index, truth, prediction per item)."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self.parts = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        import torch
+
+        with torch.no_grad():
+            pred = pl_module(batch[0]).float().cpu().numpy()
+        self.parts.append((batch[2].cpu().numpy(), batch[1].cpu().numpy(), pred))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        groups, y, pred = (np.concatenate(p) for p in zip(*self.parts, strict=True))
+        return groups, y, pred
+
+
+@contextmanager
+def _quiet_lightning():
+    """Silence Lightning's per-run banners (accelerator, tips) between the study's progress lines."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*LeafSpec.*")
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@dataclass
+class DeepOutcome:
+    sample_index: np.ndarray
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    seconds: float
+    run_id: str
+    targets: list[str]
+
+
+def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> DeepOutcome:
+    """Train and test one config; per-sample predictions of ``element`` on the test samples."""
+    from saca_lab.training.reporting import sample_means
+    from saca_lab.training.run import run_experiment
+
+    collector = TestPredictions()
+    start = time.perf_counter()
+    with _quiet_lightning():
+        result = run_experiment(cfg, progress=False, callbacks=[collector],
+                                parent_run_id=parent_run_id, tags=tags)
+    seconds = time.perf_counter() - start
+    ckpt_dir = Path(result["checkpoint"]).parent
+    if ckpt_dir.name.startswith("saca-run-"):  # logged to MLflow already; a study makes many
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    groups, y, pred = collector.arrays()
+    j = list(result["targets"]).index(element)
+    ids, yt = sample_means(y, groups)
+    _, yp = sample_means(pred, groups)
+    return DeepOutcome(ids.astype(int), yt[:, j], yp[:, j], seconds, result["run_id"],
+                       list(result["targets"]))
+
+
+def base_summary(model: DeepModel) -> str:
+    """One line for logs: the experiment file and, for transfer, the source run."""
+    text = f"{model.name}: {_display(model.base)}"
+    return text + (f", transfer from run {model.transfer_from}" if model.is_transfer else "")
+

@@ -1,0 +1,174 @@
+"""Fitting a study's models: baselines in worker processes, deep models one after the other.
+
+Baseline fits are independent and small, so they run in a joblib pool with one BLAS thread
+per fit: on a shared 2-core machine a PLS fit of 16,375-point spectra was 4-13x slower with
+OpenBLAS's default two threads than with one (thread hand-offs dominate such thin matrix-vector
+products; BENCHMARKS.md, "baselines"). Deep models
+train in this process, each an MLflow run nested under its (model, size) child run.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from saca_lab.compare import deep as deep_mod
+from saca_lab.compare import plan as plan_mod
+from saca_lab.compare.results import fit_row, prediction_rows, summarize
+from saca_lab.compare.runs import StudyRuns
+from saca_lab.errors import InputError
+
+
+def baseline_features(plan: plan_mod.StudyPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample features (shots averaged, airPLS, min-max; cached on disk) and targets."""
+    from saca_lab.data.features import FeatureSpec, dataset_features
+
+    spec = FeatureSpec("spectrum_1d" if plan.features == "spectrum" else "lines_1d",
+                       airpls={"lam": 1e4, "max_iter": 50} if plan.airpls else None,
+                       minmax=plan.normalize == "minmax")
+    x = np.asarray(dataset_features(plan.dataset, spec, "average")[:, 0], dtype=np.float32)
+    if plan.normalize == "sum":
+        # total-intensity normalisation: the usual LIBS correction for shot-to-shot ablated
+        # mass; min-max instead pins every spectrum to its strongest line (Na D on the
+        # geostandards, which carries no information on SiO2)
+        total = x.sum(axis=1, keepdims=True)
+        x = x / np.where(total > 0, total, 1.0)
+    return x, plan.dataset.target_matrix([plan.element])[:, 0]
+
+
+def fitted_params(est) -> dict:
+    """What a fitted baseline chose (logged with every fit)."""
+    out = {}
+    for attr in ("n_pca_", "n_components_"):
+        if hasattr(est, attr):
+            out[attr.rstrip("_")] = int(getattr(est, attr))
+    if hasattr(est, "best_params_"):
+        out.update(est.best_params_)
+        out["cv_rmse"] = float(est.cv_rmse_)
+    return out
+
+
+def _fit_baseline(index: int, name: str, params: dict, X, y, train, test, one_thread: bool):
+    """One baseline fit (runs in a worker): predictions of the test samples and the time."""
+    from threadpoolctl import threadpool_limits
+
+    from saca_lab.baselines import make_baseline
+
+    with threadpool_limits(1 if one_thread else None), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y residual is constant")
+        est = make_baseline(name, **params)
+        start = time.perf_counter()
+        est.fit(np.asarray(X[train], dtype=np.float64), y[train])
+        seconds = time.perf_counter() - start
+        pred = est.predict(np.asarray(X[test], dtype=np.float64))
+    return index, pred, seconds, fitted_params(est)
+
+
+def resolve_jobs(n_jobs: int | None) -> int:
+    from joblib import cpu_count
+
+    if n_jobs is None or n_jobs == -1:
+        return max(1, cpu_count(only_physical_cores=False))
+    if not isinstance(n_jobs, int) or n_jobs < 1:
+        raise InputError(f"--jobs must be a positive integer, got {n_jobs!r}")
+    return n_jobs
+
+
+def run_baselines(plan: plan_mod.StudyPlan, n_jobs: int | None = None, progress=True,
+                  one_thread: bool = True) -> tuple[list[dict], list[dict]]:
+    """Fit every baseline of the plan; rows of fits.csv and predictions.csv."""
+    from joblib import Parallel, delayed
+
+    fits = [f for f in plan.fits if f.model in plan.baselines]
+    if not fits:
+        return [], []
+    if not callable(progress):
+        progress = Progress(len(fits), progress)
+    X, y = baseline_features(plan)
+    # the slowest first (large sizes, the swarm), so no worker idles at the end
+    order = sorted(range(len(fits)), key=lambda i: (-fits[i].size, fits[i].model != "pso_svr"))
+    jobs = resolve_jobs(n_jobs)
+    calls = (delayed(_fit_baseline)(i, fits[i].model, plan.baseline_params.get(fits[i].model, {}),
+                                    X, y, fits[i].split.train, fits[i].split.test, one_thread)
+             for i in order)
+    if jobs == 1:
+        results = (call[0](*call[1], **call[2]) for call in calls)
+    else:
+        results = Parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
+    rows: dict[int, dict] = {}
+    preds: dict[int, list[dict]] = {}
+    for i, pred, seconds, params in results:
+        fit = fits[i]
+        rows[i] = fit_row(fit, plan.element, plan.mode, y[fit.split.test], pred, seconds, params)
+        preds[i] = prediction_rows(fit, plan.dataset.sample_ids, fit.split.test,
+                                   y[fit.split.test], pred)
+        progress(rows[i])
+    return [rows[i] for i in range(len(fits))], [p for i in range(len(fits)) for p in preds[i]]
+
+
+class Progress:
+    """One line per finished fit, numbered over the whole study."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled = total, 0, enabled
+
+    def __call__(self, row: dict) -> None:
+        self.done += 1
+        if self.enabled:
+            _print_fit(self.done, self.total, row)
+
+
+def _print_fit(done: int, total: int, row: dict) -> None:
+    what = f"fold {row['repeat']}" if row["mode"] == "cv" else f"n={row['size']} rep {row['repeat']}"
+    print(f"[{done}/{total}] {row['model']} ({row['dataset']}) {what}: R2 {row['r2']:.3f}  "
+          f"RMSE {row['rmse']:.4g}  ({row['fit_seconds']:.1f} s)", flush=True)
+
+
+def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
+             ) -> tuple[list[dict], list[dict]]:
+    """Train every deep fit of the plan in turn; each (model, size) is a child run."""
+    rows, preds = [], []
+    fits = [f for f in plan.fits if f.model in plan.deep]
+    if not callable(progress):
+        progress = Progress(len(fits), progress)
+    for key in dict.fromkeys((f.model, f.dataset, f.size) for f in fits):
+        name, label, size = key
+        model = deep_models[name]
+        ds = plan.transfer_dataset if model.is_transfer else plan.dataset
+        params = {"model": name, "dataset": str(ds.path), "size": size,
+                  "base_config": model.base, "transfer_from": model.transfer_from or ""}
+        child = runs.child(f"{name}-{label}-n{size}", params, {"compare.model": name})
+        group = []
+        try:
+            for fit in (f for f in fits if (f.model, f.dataset, f.size) == key):
+                what = f"fold{fit.repeat}" if plan.mode == "cv" else f"n{fit.size}-r{fit.repeat}"
+                cfg = deep_mod.build_config(
+                    model, dataset_path=str(ds.path), element=plan.element,
+                    split_spec=fit.split_spec, seed=plan.seed + fit.repeat, epochs=epochs,
+                    run_name=f"{name}-{what}", experiment=runs.experiment_name,
+                    overrides=plan.deep_overrides, airpls=plan.airpls,
+                    minmax=plan.normalize == "minmax")
+                out = deep_mod.run_deep_fit(cfg, plan.element, child,
+                                            {"compare.model": name, "compare.size": str(fit.size),
+                                             "compare.repeat": str(fit.repeat)})
+                if not np.array_equal(np.sort(out.sample_index), fit.split.test):
+                    raise RuntimeError(f"{name}: the run tested other samples than the split")
+                row = fit_row(fit, plan.element, plan.mode, out.y_true, out.y_pred, out.seconds,
+                              {"epochs": cfg["train"]["max_epochs"]}, out.run_id)
+                group.append(row)
+                preds += prediction_rows(fit, ds.sample_ids, out.sample_index, out.y_true,
+                                         out.y_pred)
+                progress(row)
+        except BaseException:
+            runs.finish(child, status="FAILED")
+            raise
+        rows += group
+        runs.finish(child, child_metrics(summarize(group, preds)[0]))
+    return rows, preds
+
+
+def child_metrics(s: dict) -> dict:
+    return {k: s[k] for k in ("r2_mean", "r2_std", "rmse_mean", "rmse_std", "pooled_r2",
+                              "pooled_rmse", "fit_seconds_mean", "n_fits")}

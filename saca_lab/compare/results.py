@@ -1,0 +1,130 @@
+"""Rows of a comparison study: one per fit, a summary per model and size, CSV files, a table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import r2_score
+
+from saca_lab.io import atomic_path
+
+FIT_COLUMNS = ("model", "dataset", "element", "mode", "size", "repeat", "n_train", "n_test",
+               "r2", "rmse", "fit_seconds", "params", "run_id")
+SUMMARY_COLUMNS = ("model", "dataset", "element", "mode", "size", "n_fits", "r2_mean", "r2_std",
+                   "rmse_mean", "rmse_std", "pooled_r2", "pooled_rmse", "fit_seconds_mean")
+PREDICTION_COLUMNS = ("model", "dataset", "size", "repeat", "sample_id", "y_true", "y_pred")
+
+
+def scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
+    """R2 (NaN for fewer than two test samples or a constant truth) and RMSE."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    rmse = float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
+    r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 and np.ptp(y_true) > 0 else math.nan
+    return r2, rmse
+
+
+def fit_row(fit, element: str, mode: str, y_true, y_pred, seconds: float, params: dict,
+            run_id: str = "") -> dict:
+    r2, rmse = scores(y_true, y_pred)
+    return {"model": fit.model, "dataset": fit.dataset, "element": element, "mode": mode,
+            "size": fit.size, "repeat": fit.repeat, "n_train": len(fit.split.train),
+            "n_test": len(fit.split.test), "r2": r2, "rmse": rmse, "fit_seconds": seconds,
+            "params": json.dumps(params, sort_keys=True, default=_jsonable), "run_id": run_id}
+
+
+def _jsonable(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if v.size == 0:
+        return math.nan, math.nan
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def summarize(rows: list[dict], predictions: list[dict]) -> list[dict]:
+    """Mean and standard deviation (ddof=1) over repeats or folds, per model, dataset and size.
+
+    In CV mode ``pooled_r2`` / ``pooled_rmse`` score all out-of-fold predictions together.
+    """
+    keys = list(dict.fromkeys((r["model"], r["dataset"], r["size"]) for r in rows))
+    out = []
+    for model, dataset, size in keys:
+        group = [r for r in rows if (r["model"], r["dataset"], r["size"]) == (model, dataset, size)]
+        r2_mean, r2_std = _mean_std([r["r2"] for r in group])
+        rmse_mean, rmse_std = _mean_std([r["rmse"] for r in group])
+        pooled_r2 = pooled_rmse = math.nan
+        if group[0]["mode"] == "cv":
+            preds = [p for p in predictions
+                     if (p["model"], p["dataset"], p["size"]) == (model, dataset, size)]
+            pooled_r2, pooled_rmse = scores([p["y_true"] for p in preds],
+                                            [p["y_pred"] for p in preds])
+        out.append({"model": model, "dataset": dataset, "element": group[0]["element"],
+                    "mode": group[0]["mode"], "size": size, "n_fits": len(group),
+                    "r2_mean": r2_mean, "r2_std": r2_std, "rmse_mean": rmse_mean,
+                    "rmse_std": rmse_std, "pooled_r2": pooled_r2, "pooled_rmse": pooled_rmse,
+                    "fit_seconds_mean": float(np.mean([r["fit_seconds"] for r in group]))})
+    return out
+
+
+def prediction_rows(fit, sample_ids: Sequence[str], index, y_true, y_pred) -> list[dict]:
+    return [{"model": fit.model, "dataset": fit.dataset, "size": fit.size, "repeat": fit.repeat,
+             "sample_id": sample_ids[int(i)], "y_true": float(t), "y_pred": float(p)}
+            for i, t, p in zip(index, y_true, y_pred, strict=True)]
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: Sequence[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    """Rows of a CSV written by :func:`write_csv`; numbers converted back."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for k, v in row.items():
+            if k in ("size", "repeat", "n_train", "n_test", "n_fits"):
+                row[k] = int(v)
+            elif k not in ("model", "dataset", "element", "mode", "params", "run_id", "sample_id"):
+                row[k] = float(v) if v not in ("", "nan") else math.nan
+    return rows
+
+
+def format_table(summary: list[dict]) -> str:
+    """A plain-text table: model, dataset, size, R2 mean +- std, RMSE mean +- std."""
+    cv = any(s["mode"] == "cv" for s in summary)
+    head = f"{'model':<18} {'dataset':<16} {'size':>5} {'fits':>4}  {'R2':>17}  {'RMSE':>19}"
+    head += "  pooled R2" if cv else ""
+    lines = [head, "-" * len(head)]
+    for s in summary:
+        line = (f"{s['model']:<18} {s['dataset']:<16} {s['size']:>5} {s['n_fits']:>4}  "
+                f"{s['r2_mean']:>8.3f} ± {s['r2_std']:<6.3f}  "
+                f"{s['rmse_mean']:>9.4g} ± {s['rmse_std']:<7.3g}")
+        if cv:
+            line += f"  {s['pooled_r2']:>9.3f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """The summary as a Markdown table (R2 and RMSE as mean ± std)."""
+    lines = ["| model | dataset | samples | fits | R2 | RMSE (mass %) |", "|---|---|---:|---:|---|---|"]
+    for s in summary:
+        lines.append(f"| {s['model']} | {s['dataset']} | {s['size']} | {s['n_fits']} | "
+                     f"{s['r2_mean']:.3f} ± {s['r2_std']:.3f} | "
+                     f"{s['rmse_mean']:.4g} ± {s['rmse_std']:.2g} |")
+    return "\n".join(lines)

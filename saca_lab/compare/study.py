@@ -1,0 +1,217 @@
+"""The sample-count study (TrCSL Fig. 14 and 15) and grouped CV on any dataset.
+
+For every sample count, ``repeats`` random subsets of samples are drawn and each is split 70/30
+by sample; every model is fitted on the same training samples and scored on the same test
+samples (R2 and RMSE of per-sample predictions, shots averaged). TrCSL draws one split per size
+(Ma et al., JAAS 2025, 40, 1810, Sec. 3.5); repeating the draws gives the error bars that show
+how much of a difference between models at 10 or 20 samples is luck of the draw. With ``cv``
+instead of sizes, the whole dataset is split into K folds by sample (real data, few samples).
+
+Baselines run in parallel worker processes (joblib) with one BLAS thread each; deep models
+train in this process one after the other, each an MLflow run nested under the study.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from saca_lab.compare import deep as deep_mod
+from saca_lab.compare import plan as plan_mod
+from saca_lab.compare.fitting import Progress, child_metrics, resolve_jobs, run_baselines, run_deep
+from saca_lab.compare.plots import cv_figure, fig14, fig15
+from saca_lab.compare.results import (
+    FIT_COLUMNS,
+    PREDICTION_COLUMNS,
+    SUMMARY_COLUMNS,
+    summarize,
+    write_csv,
+)
+from saca_lab.compare.runs import StudyRuns
+from saca_lab.errors import InputError
+
+
+@dataclass
+class CompareResult:
+    """What :func:`run_compare` produced."""
+
+    fits: list[dict]
+    summary: list[dict]
+    predictions: list[dict]
+    paths: dict[str, Path]
+    parent_run_id: str
+    skipped: list[str] = field(default_factory=list)
+
+
+def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, cv=None,
+               seed: int = 0, features: str = "spectrum", airpls: bool = True,
+               normalize: str = "minmax", overrides=(),
+               transfer_dataset="carbon-steel", data_root=None
+               ) -> tuple[plan_mod.StudyPlan, dict[str, deep_mod.DeepModel]]:
+    """Validate every argument and lay out every fit; raises InputError, writes nothing
+    (except a preset dataset simulated on first use)."""
+    baselines, deep = plan_mod.split_models(models, deep_mod.deep_model_names())
+    if (sizes is None) == (cv is None):
+        raise InputError("give either --sizes (sample-count study) or --cv K (grouped CV), not both"
+                         if sizes is not None else "give --sizes or --cv")
+    if features not in plan_mod.FEATURE_KINDS:
+        raise InputError(f"--features {features!r}: expected one of {plan_mod.FEATURE_KINDS}")
+    if normalize not in plan_mod.NORMALIZATIONS:
+        raise InputError(f"--normalize {normalize!r}: expected one of {plan_mod.NORMALIZATIONS}")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise InputError(f"--repeats must be a positive integer, got {repeats!r}")
+    baseline_params, deep_overrides = plan_mod.split_overrides(overrides)
+    ds = plan_mod.resolve_study_dataset(dataset, data_root)
+    plan_mod.check_element(ds, element)
+    size_list = plan_mod.parse_sizes(sizes) if sizes is not None else None
+    if size_list is not None:
+        plan_mod.check_sizes(size_list, ds)
+    else:
+        cv = plan_mod.check_cv(cv, ds)
+    plan = plan_mod.StudyPlan(ds, element, baselines, deep, size_list, cv, repeats, seed,
+                              features, airpls, normalize, baseline_params, deep_overrides)
+    for name in baselines:
+        plan.fits += plan_mod.plan_fits(name, ds, size_list, cv, repeats, seed)
+    deep_models = {name: deep_mod.resolve_deep_model(name, deep_overrides) for name in deep}
+    if any(m.is_transfer for m in deep_models.values()):
+        tds = plan_mod.resolve_study_dataset(transfer_dataset, data_root)
+        plan_mod.check_element(tds, element, "--transfer-dataset")
+        plan.transfer_dataset = tds
+    for name, model in deep_models.items():
+        target = plan.transfer_dataset if model.is_transfer else ds
+        if cv:
+            plan.fits += plan_mod.plan_fits(name, target, None, plan_mod.check_cv(cv, target),
+                                            repeats, seed)
+            continue
+        usable = [s for s in size_list if s <= target.shape[0]]
+        plan.skipped += [f"{name}: size {s} > {target.shape[0]} samples of {target.path}"
+                         for s in size_list if s > target.shape[0]]
+        if not usable:
+            raise InputError(f"--models {name}: no size fits its dataset {target.path} "
+                             f"({target.shape[0]} samples); sizes {size_list}")
+        plan.fits += plan_mod.plan_fits(name, target, usable, None, repeats, seed)
+    for name, model in deep_models.items():  # every deep config must load before anything runs
+        fit = next(f for f in plan.fits if f.model == name)
+        target = plan.transfer_dataset if model.is_transfer else ds
+        cfg = deep_mod.build_config(model, dataset_path=str(target.path), element=element,
+                                    split_spec=fit.split_spec, seed=seed, run_name="check",
+                                    experiment="check", overrides=deep_overrides,
+                                    airpls=airpls, minmax=normalize == "minmax")
+        shots = cfg["data"]["shots"]
+        if isinstance(shots, int) and shots > target.shape[1]:
+            raise InputError(f"--models {name}: {model.base} groups data.shots={shots} shots per "
+                             f"item but {target.path} has {target.shape[1]} per sample; "
+                             f"add --set data.shots=average")
+    return plan, deep_models
+
+
+def default_out_dir(plan: plan_mod.StudyPlan) -> Path:
+    return Path("reports") / f"compare-{plan.dataset.path.name}-{plan.element}"
+
+
+def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=None,
+                seed: int = 0, out_dir=None, n_jobs: int | None = None, features: str = "spectrum",
+                overrides=(), transfer_dataset="carbon-steel", progress: bool = True, *,
+                epochs: int | None = None, experiment: str = "compare", airpls: bool = True,
+                normalize: str = "minmax", data_root=None) -> CompareResult:
+    """Run a comparison study and write its CSVs and figures; everything logged to MLflow.
+
+    Parameters
+    ----------
+    dataset : str or path
+        A dataset directory (simulated or imported) or a preset name (``slag``, ...).
+    element : str
+        Target column (element or oxide).
+    models : str or list of str
+        Baselines (``plsr``, ``pso_svr``, ``pca_pls``) and registered deep models.
+    sizes : str or list of int, optional
+        Sample counts (``"10:100:10"`` or ``"10,20"``); exclusive with ``cv``.
+    repeats : int, default=5
+        Random subsets per size.
+    cv : int, optional
+        K-fold CV by sample over the whole dataset instead of sizes.
+    seed : int, default=0
+        Seed of the draws and splits (repeat r uses ``seed + r``).
+    out_dir : path, optional
+        Default ``reports/compare-<dataset>-<element>``.
+    n_jobs : int, optional
+        Worker processes for the baselines (default all cores).
+    features : {"spectrum", "lines"}
+        Baseline input: the full spectrum or the TrCSL line windows.
+    overrides : sequence of str
+        ``KEY=VALUE``: ``plsr.max_components=8`` (baseline parameter) or a deep config field
+        (``train.max_epochs=20``).
+    transfer_dataset : str or path, default "carbon-steel"
+        What transfer models (``trcsl`` ...) are fine-tuned on.
+    progress : bool
+        One line per finished fit.
+    epochs : int, optional
+        ``train.max_epochs`` of every deep fit.
+    experiment : str, default "compare"
+        MLflow experiment of the parent run.
+    airpls : bool, default=True
+        airPLS baseline correction (baselines and non-transfer deep models).
+    normalize : {"minmax", "sum", "none"}, default "minmax"
+        Per-spectrum scaling after airPLS: TrCSL's min-max, total intensity (baselines only;
+        deep models then get none, and standardise each input feature as always), or none.
+    data_root : path, optional
+        Where presets live (default ``$SACA_LAB_DATA`` or ``./data``).
+    """
+    jobs = resolve_jobs(n_jobs)
+    if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+        raise InputError(f"--epochs must be a positive integer, got {epochs!r}")
+    plan, deep_models = build_plan(dataset, element, models, sizes=sizes, repeats=repeats, cv=cv,
+                                   seed=seed, features=features, airpls=airpls,
+                                   normalize=normalize, overrides=overrides,
+                                   transfer_dataset=transfer_dataset, data_root=data_root)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(plan)
+    if progress:
+        for line in plan.skipped:
+            print(f"skipped {line}", flush=True)
+        for model in deep_models.values():
+            print(f"deep model {deep_mod.base_summary(model)}", flush=True)
+    params = {"dataset": plan.dataset.path, "element": element, "models": ",".join(plan.models),
+              "mode": plan.mode, "sizes": plan.sizes, "repeats": repeats, "cv": cv, "seed": seed,
+              "features": features, "airpls": airpls, "normalize": normalize, "n_jobs": jobs,
+              "epochs": epochs,
+              "transfer_dataset": plan.transfer_dataset.path if plan.transfer_dataset else "",
+              "overrides": " ".join(overrides), "out_dir": out}
+    runs = StudyRuns(experiment, f"compare-{plan.dataset.path.name}-{element}", params,
+                     {"compare.mode": plan.mode})
+    try:
+        counter = Progress(len(plan.fits), progress)
+        rows, preds = run_baselines(plan, jobs, counter)
+        summary = summarize(rows, preds)
+        for s in summary:
+            child = runs.child(f"{s['model']}-{s['dataset']}-n{s['size']}",
+                               {"model": s["model"], "dataset": s["dataset"], "size": s["size"]},
+                               {"compare.model": s["model"]})
+            runs.finish(child, child_metrics(s))
+        deep_rows, deep_preds = run_deep(plan, deep_models, runs, epochs, counter)
+        rows, preds = rows + deep_rows, preds + deep_preds
+        summary = summarize(rows, preds)
+        paths = write_outputs(out, plan, rows, summary, preds)
+        runs.log_artifacts(paths.values())
+    except BaseException:
+        runs.finish(runs.parent_id, status="FAILED")
+        raise
+    runs.finish(runs.parent_id, {"n_fits": len(rows)})
+    return CompareResult(rows, summary, preds, paths, runs.parent_id, plan.skipped)
+
+
+def write_outputs(out: Path, plan, rows, summary, preds) -> dict[str, Path]:
+    """fits.csv, summary.csv, predictions.csv and the figures, each written atomically."""
+    os.makedirs(out, exist_ok=True)
+    paths = {"fits": out / "fits.csv", "summary": out / "summary.csv",
+             "predictions": out / "predictions.csv"}
+    write_csv(paths["fits"], rows, FIT_COLUMNS)
+    write_csv(paths["summary"], summary, SUMMARY_COLUMNS)
+    write_csv(paths["predictions"], preds, PREDICTION_COLUMNS)
+    label = plan.dataset.path.name
+    if plan.mode == "cv":
+        paths["cv"] = Path(cv_figure(preds, summary, out / "cv.png", plan.element, label))
+    else:
+        paths["fig14"] = Path(fig14(summary, out / "fig14.png", plan.element, label))
+        paths["fig15"] = Path(fig15(summary, out / "fig15.png", plan.element, label))
+    return paths

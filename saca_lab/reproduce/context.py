@@ -1,0 +1,111 @@
+"""Shared state of one reproduction: mode, output folder, datasets, cached runs, report rows.
+
+Training runs are reused: each run is tagged with a hash of its resolved configuration, and a
+later reproduction that needs the same configuration reads the finished run back from MLflow
+instead of training again (``reuse=False`` trains anew).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from saca_lab import tracking
+from saca_lab.config import load_config
+from saca_lab.reproduce.settings import Mode
+
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
+
+
+@dataclass
+class Row:
+    """One line of the paper-vs-ours table."""
+
+    figure: str
+    quantity: str
+    paper: str
+    ours: str
+    verdict: str  # "agrees", "differs", "partly" or "n/a"
+    note: str = ""
+
+
+@dataclass
+class FigureResult:
+    name: str
+    title: str
+    images: list[Path] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    seconds: float = 0.0
+    run_id: str | None = None
+    text: str = ""
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    return "nan" if x != x else f"{x:.{digits}f}"
+
+
+class Context:
+    """What every figure function gets: settings and helpers shared across figures."""
+
+    def __init__(self, mode: Mode, out_dir: Path, *, data_root: str | None = None,
+                 reuse: bool = True, progress: bool = True) -> None:
+        self.mode = mode
+        self.out_dir = Path(out_dir)
+        self.data_root = data_root
+        self.reuse = reuse
+        self.progress = progress
+        self.started = time.perf_counter()
+        self.parent_run_id: str | None = None  # the current figure's MLflow run
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            print(f"[{time.perf_counter() - self.started:6.0f} s] {message}", flush=True)
+
+    def dataset(self, which: str):
+        from saca_lab.data.datamodules import resolve_dataset
+
+        spec = getattr(self.mode, which)
+        return resolve_dataset(dict(spec) if isinstance(spec, dict) else str(spec), self.data_root)
+
+    def config(self, experiment: str, overrides: list[str]) -> dict:
+        return load_config(EXPERIMENTS / f"{experiment}.yaml", overrides)
+
+    def train(self, experiment: str, overrides: list[str], *, figure: str) -> dict:
+        """Run (or reuse) ``experiments/EXPERIMENT.yaml`` with overrides, under the figure's run."""
+        from saca_lab.training.run import run_experiment
+
+        # One experiment for every training run, so figures share runs (Fig. 11 reuses Fig. 12's
+        # TrCSL pairs); the figure's own experiment holds its plots and table.
+        overrides = [*overrides, "tracking.experiment=reproduce-training"]
+        cfg = self.config(experiment, overrides)
+        key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if self.reuse and (found := self._finished_run(cfg["tracking"]["experiment"], key)):
+            self.log(f"{figure}: reusing run {found['run_id'][:8]} ({cfg['name']})")
+            return found
+        self.log(f"{figure}: training {cfg['name']} ({' '.join(overrides[:-1])})")
+        return run_experiment(cfg, progress=False,
+                              tags={"reproduce_key": key, "reproduce_mode": self.mode.name,
+                                    "reproduce_figure": figure,
+                                    "reproduce_figure_run": self.parent_run_id or ""})
+
+    def _finished_run(self, experiment: str, key: str) -> dict | None:
+        client = tracking.client()
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None
+        runs = client.search_runs([exp.experiment_id],
+                                  f"tags.reproduce_key = '{key}' and attributes.status = 'FINISHED'",
+                                  order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            return None
+        run = runs[0]
+        metrics = run.data.metrics
+        targets = [k[len("test_sample_rmse_"):] for k in metrics
+                   if k.startswith("test_sample_rmse_") and not k.endswith("_mean")]
+        return {"run_id": run.info.run_id, "reused": True, "targets": targets,
+                "test_sample": {k: v for k, v in metrics.items() if k.startswith("test_sample_")},
+                "test": {k: v for k, v in metrics.items() if k.startswith("test_")}}

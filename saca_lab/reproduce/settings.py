@@ -1,0 +1,135 @@
+"""How big a reproduction is: the papers' protocols (``FULL``) or a 15-minute CPU run (``QUICK``).
+
+Every reduction is a field here, and the report prints the mode it ran, so a reader can see
+what "quick" left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from saca_lab.config import parse_value
+from saca_lab.errors import InputError
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes of one reproduction.
+
+    Attributes
+    ----------
+    name : str
+        ``quick``, ``full`` or a custom label (tests).
+    slag, carbon_steel, stainless : dict
+        Dataset specs (``{preset, samples, shots}``) for TrCSL pre-training, transfer and SACA.
+    dims : str
+        ``2d`` (TrCSL Table 1: 125 x 131 spectral images) or ``1d`` (characteristic-line
+        windows, the ``*_1d`` models: ~20x cheaper on a CPU) for Fig. 11, 12, 14 and 15.
+    shots : int or str
+        ``data.shots`` for the TrCSL runs (k: mean of each k consecutive shots).
+    pretrain_epochs, finetune_epochs : int
+        TrCSL Table 1 says 800 for both.
+    seeds : tuple of int
+        Split seeds of Fig. 11/12 (each seed = one pre-train + fine-tune pair per model).
+    sweep_epochs : int
+        Epochs of every sweep trial (Fig. 9, S3, S4).
+    sweep_set : tuple of str
+        Extra ``--set`` overrides for sweep trials.
+    sweep_trials : int or None
+        Trials per sweep (None: the whole grid of each shipped sweep file).
+    compare_sizes, compare_repeats : str, int
+        Fig. 14 sample counts and random subsets per count.
+    compare_models : str
+        Baselines of Fig. 14.
+    pso : dict
+        Swarm settings for PSO-SVR in Fig. 14.
+    deep_sizes : str
+        Carbon-steel sample counts of the deep models in Fig. 14/15 (10 and 20 in the paper).
+    deep_repeats : int
+        Random subsets per deep size.
+    gll_epochs : int
+    saca_model, saca_epochs : str, int
+        SACA network and its epoch cap (early stopping usually ends it first).
+    speed_samples : int
+        Spectra timed end to end for the SACA speed claim.
+    """
+
+    name: str
+    slag: dict = field(default_factory=lambda: {"preset": "slag"})
+    carbon_steel: dict = field(default_factory=lambda: {"preset": "carbon-steel"})
+    stainless: dict = field(default_factory=lambda: {"preset": "stainless"})
+    dims: str = "2d"
+    shots: int | str = 30
+    pretrain_epochs: int = 800
+    finetune_epochs: int = 800
+    seeds: tuple[int, ...] = (0, 1, 2)
+    sweep_epochs: int = 200
+    sweep_set: tuple[str, ...] = ()
+    sweep_trials: int | None = None
+    compare_sizes: str = "10:100:10"
+    compare_repeats: int = 5
+    compare_models: str = "plsr,pso_svr"
+    pso: dict = field(default_factory=dict)
+    deep_sizes: str = "10,20"
+    deep_repeats: int = 3
+    gll_epochs: int = 300
+    saca_model: str = "resnet_dcnn"
+    saca_epochs: int = 200
+    speed_samples: int = 50
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def model(self, name: str) -> str:
+        """Registered name of a TrCSL-family model in this mode's dimensionality."""
+        return f"{name}_1d" if self.dims == "1d" else name
+
+
+FULL = Mode("full")
+
+QUICK = Mode(
+    "quick",
+    slag={"preset": "slag", "samples": 100, "shots": 20},
+    carbon_steel={"preset": "carbon-steel", "samples": 20, "shots": 20},
+    stainless={"preset": "stainless", "samples": 100, "shots": 5},
+    dims="1d",
+    shots=10,
+    pretrain_epochs=40,
+    finetune_epochs=40,
+    seeds=(0,),
+    sweep_epochs=15,
+    compare_sizes="10:100:10",
+    compare_repeats=3,
+    pso={"n_particles": 8, "n_iter": 6},
+    deep_sizes="10,20",
+    deep_repeats=1,
+    gll_epochs=60,
+    saca_model="resnet_dcnn_small",
+    saca_epochs=15,
+    speed_samples=20,
+)
+
+MODES = {"quick": QUICK, "full": FULL}
+
+
+def get_mode(name: str, overrides: Sequence[str] = ()) -> Mode:
+    """A named mode with ``FIELD=VALUE`` changes (values are YAML: ``3``, ``"10,20"``,
+    ``{preset: slag, samples: 40}``, or a dataset directory for the dataset fields)."""
+    if name not in MODES:
+        raise InputError(f"unknown mode {name!r}; choose from {sorted(MODES)}")
+    mode = MODES[name]
+    names = {f.name for f in fields(Mode)} - {"name"}
+    changes = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise InputError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+        value = parse_value(raw)
+        if isinstance(getattr(mode, key), tuple) and isinstance(value, list):
+            value = tuple(value)
+        changes[key] = value
+    if changes.get("dims", mode.dims) not in ("1d", "2d"):
+        raise InputError(f"--set dims={changes['dims']!r}: expected 1d or 2d")
+    return replace(mode, name=f"{name}-custom", **changes) if changes else mode
