@@ -179,3 +179,12 @@ def test_bad_arguments_exit_2_and_write_nothing(train_data, mlflow_tmp, capsys, 
     assert "saca-lab compare: error:" in err
     assert re.search(message, err), err
     assert not (mlflow_tmp / "never").exists()
+
+
+def test_scoped_deep_overrides_reach_one_model_only():
+    from saca_lab.compare.plan import overrides_for
+
+    items = ["train.lr=0.001", "trcsl.transfer.from=abc", "gll.train.max_epochs=60"]
+    deep = ["trcsl", "gll"]
+    assert overrides_for(items, "trcsl", deep) == ["train.lr=0.001", "transfer.from=abc"]
+    assert overrides_for(items, "gll", deep) == ["train.lr=0.001", "train.max_epochs=60"]

@@ -40,8 +40,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "(baselines; deep models then get none) or none")
     p.add_argument("--epochs", type=int, help="train.max_epochs of every deep fit")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="baseline parameter (pso_svr.n_iter=5) or deep config field "
-                        "(train.lr=0.001); repeatable")
+                   help="baseline parameter (pso_svr.n_iter=5), deep config field for every deep "
+                        "model (train.lr=0.001) or for one (gll.train.max_epochs=60); repeatable")
     p.add_argument("--transfer-dataset", default="carbon-steel",
                    help="what transfer models (trcsl ...) are fine-tuned on (default carbon-steel)")
     p.add_argument("--experiment", default="compare", help="MLflow experiment (default compare)")

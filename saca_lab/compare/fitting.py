@@ -148,7 +148,7 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
                     model, dataset_path=str(ds.path), element=plan.element,
                     split_spec=fit.split_spec, seed=plan.seed + fit.repeat, epochs=epochs,
                     run_name=f"{name}-{what}", experiment=runs.experiment_name,
-                    overrides=plan.deep_overrides, airpls=plan.airpls,
+                    overrides=plan.deep_overrides_for(name), airpls=plan.airpls,
                     minmax=plan.normalize == "minmax")
                 out = deep_mod.run_deep_fit(cfg, plan.element, child,
                                             {"compare.model": name, "compare.size": str(fit.size),

@@ -108,6 +108,9 @@ class StudyPlan:
     def models(self) -> list[str]:
         return self.baselines + self.deep
 
+    def deep_overrides_for(self, name: str) -> list[str]:
+        return overrides_for(self.deep_overrides, name, self.deep)
+
 
 def split_models(models, deep_names) -> tuple[list[str], list[str]]:
     """Baseline and deep model names from ``"plsr,pso_svr"`` or a list; unknown -> InputError."""
@@ -123,8 +126,22 @@ def split_models(models, deep_names) -> tuple[list[str], list[str]]:
     return [n for n in names if n in list_baselines()], [n for n in names if n not in list_baselines()]
 
 
+def overrides_for(deep_overrides, name: str, deep_names) -> list[str]:
+    """The deep-config overrides of one model: unscoped items, and ``NAME.key=value`` items
+    scoped to it (``trcsl.transfer.from=RUN_ID`` reaches ``trcsl`` only)."""
+    out = []
+    for item in deep_overrides:
+        head, _, rest = item.partition(".")
+        if head not in deep_names:
+            out.append(item)
+        elif head == name:
+            out.append(rest)
+    return out
+
+
 def split_overrides(overrides) -> tuple[dict[str, dict], list[str]]:
-    """``--set`` items: ``plsr.max_components=8`` go to a baseline, the rest to deep configs."""
+    """``--set`` items: ``plsr.max_components=8`` go to a baseline, the rest to deep configs
+    (all of them, or one with ``MODEL.key=value``; see :func:`overrides_for`)."""
     from saca_lab.config import parse_value
 
     params: dict[str, dict] = {}

@@ -73,7 +73,8 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
                               features, airpls, normalize, baseline_params, deep_overrides)
     for name in baselines:
         plan.fits += plan_mod.plan_fits(name, ds, size_list, cv, repeats, seed)
-    deep_models = {name: deep_mod.resolve_deep_model(name, deep_overrides) for name in deep}
+    deep_models = {name: deep_mod.resolve_deep_model(name, plan.deep_overrides_for(name))
+                   for name in deep}
     if any(m.is_transfer for m in deep_models.values()):
         tds = plan_mod.resolve_study_dataset(transfer_dataset, data_root)
         plan_mod.check_element(tds, element, "--transfer-dataset")
@@ -96,7 +97,7 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
         target = plan.transfer_dataset if model.is_transfer else ds
         cfg = deep_mod.build_config(model, dataset_path=str(target.path), element=element,
                                     split_spec=fit.split_spec, seed=seed, run_name="check",
-                                    experiment="check", overrides=deep_overrides,
+                                    experiment="check", overrides=plan.deep_overrides_for(name),
                                     airpls=airpls, minmax=normalize == "minmax")
         shots = cfg["data"]["shots"]
         if isinstance(shots, int) and shots > target.shape[1]:

@@ -50,7 +50,7 @@ def fig14(ctx: Context) -> FigureResult:
     out = ctx.out_dir / "compare-fig14"
     result = run_compare(slag, ELEMENT, f"{m.compare_models},{trcsl}", sizes=m.compare_sizes,
                          repeats=m.compare_repeats, seed=0, out_dir=out,
-                         overrides=[*pso, *_deep_common(ctx), f"transfer.from={pre['run_id']}"],
+                         overrides=[*pso, *_deep_common(ctx), f"{trcsl}.transfer.from={pre['run_id']}"],
                          transfer_dataset=steel, progress=ctx.progress, epochs=m.finetune_epochs,
                          experiment="reproduce-fig14-compare")
     shutil.copyfile(result.paths["fig14"], ctx.out_dir / "fig14.png")
@@ -79,7 +79,6 @@ def fig14(ctx: Context) -> FigureResult:
                         "fine-tuned from the slag pre-training of Fig. 12"))
     res.text = (f"Sizes {sizes[0]}-{sizes[-1]}; study outputs in `compare-fig14/` "
                 f"(fits.csv, summary.csv); MLflow parent run `{result.parent_run_id}`.")
-    ctx.fig14_summary = result.summary
     return res
 
 
@@ -91,18 +90,18 @@ def fig15(ctx: Context) -> FigureResult:
     res = FigureResult("fig15", "TrCSL Fig. 15: TrCSL vs PCA-PLS vs GLL on small samples (Mn)")
     _, steel = _paths(ctx)
     trcsl, pre = _trcsl_transfer(ctx)
-    out = ctx.out_dir / "compare-fig15"
-    gll = run_compare(steel, ELEMENT, "pca_pls,gll", sizes=m.deep_sizes, repeats=m.deep_repeats,
-                      seed=0, out_dir=out / "pca_pls-gll", overrides=_deep_common(ctx),
-                      progress=ctx.progress, epochs=m.gll_epochs, experiment="reproduce-fig15-compare")
-    tr = run_compare(steel, ELEMENT, trcsl, sizes=m.deep_sizes, repeats=m.deep_repeats, seed=0,
-                     out_dir=out / "trcsl", overrides=[*_deep_common(ctx), f"transfer.from={pre['run_id']}"],
-                     transfer_dataset=steel, progress=ctx.progress, epochs=m.finetune_epochs,
-                     experiment="reproduce-fig15-compare")
-    # One chart of both studies; the 1D TrCSL plays TrCSL's part in a 1D reproduction.
-    summary = [{**s, "model": s["model"].removesuffix("_1d")} for s in gll.summary + tr.summary]
+    # one study, every model on the same draws; scoped overrides keep the transfer source and
+    # the epochs of each deep model to itself
+    result = run_compare(steel, ELEMENT, f"pca_pls,gll,{trcsl}", sizes=m.deep_sizes,
+                         repeats=m.deep_repeats, seed=0, out_dir=ctx.out_dir / "compare-fig15",
+                         overrides=[*_deep_common(ctx), f"{trcsl}.transfer.from={pre['run_id']}",
+                                    f"{trcsl}.train.max_epochs={m.finetune_epochs}",
+                                    f"gll.train.max_epochs={m.gll_epochs}"],
+                         transfer_dataset=steel, progress=ctx.progress,
+                         experiment="reproduce-fig15-compare")
+    # The 1D TrCSL plays TrCSL's part in a 1D reproduction.
+    summary = [{**s, "model": s["model"].removesuffix("_1d")} for s in result.summary]
     label = summary[0]["dataset"]
-    summary = [{**s, "dataset": label} for s in summary]
     plot_fig15(summary, ctx.out_dir / "fig15.png", ELEMENT, label)
     res.images.append(ctx.out_dir / "fig15.png")
     sizes = sorted({s["size"] for s in summary})
@@ -115,6 +114,6 @@ def fig15(ctx: Context) -> FigureResult:
                             "agrees" if tuple(order) == paper.FIG15_ORDER else
                             ("partly" if order[0] == "trcsl" else "differs"),
                             f"{m.deep_repeats} random subset(s) of the carbon-steel set"))
-    res.text = "Fits: `compare-fig15/*/fits.csv`. " + json.dumps(
+    res.text = "Fits: `compare-fig15/fits.csv`. " + json.dumps(
         {f"{s['model']}@{s['size']}": round(s["r2_mean"], 3) for s in summary if np.isfinite(s["r2_mean"])})
     return res
