@@ -57,6 +57,13 @@ DEFAULTS: dict[str, Any] = {
 _TOP_LEVEL = set(DEFAULTS)
 
 
+def project_dir(name: str) -> Path:
+    """The repository's ``experiments/`` or ``sweeps/`` folder (``./NAME`` for an installed
+    package, whose wheel does not carry them)."""
+    repo = Path(__file__).resolve().parents[1] / name
+    return repo if repo.is_dir() else Path(name)
+
+
 def deep_merge(base: Mapping, update: Mapping, where: str = "") -> dict:
     """Merge ``update`` into a copy of ``base``; unknown keys of dict-valued defaults are errors."""
     out = copy.deepcopy(dict(base))

@@ -28,13 +28,13 @@ from lightning.pytorch.callbacks import Callback
 
 from saca_lab.errors import InputError
 
-_REPO_EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 GENERIC_BASE = "compare_cnn1d.yaml"
 
 
 def experiments_dir() -> Path:
-    """The repository's ``experiments/`` (or ``./experiments`` for an installed package)."""
-    return _REPO_EXPERIMENTS if _REPO_EXPERIMENTS.is_dir() else Path("experiments")
+    from saca_lab.config import project_dir
+
+    return project_dir("experiments")
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saca_lab import tracking
-from saca_lab.config import load_config
+from saca_lab.config import load_config, project_dir
 from saca_lab.reproduce.settings import Mode
 
-EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
+EXPERIMENTS = project_dir("experiments")
+SWEEPS = project_dir("sweeps")
 
 
 @dataclass
