@@ -32,6 +32,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", type=int, help="shots per sample (preset default; 1 for --composition)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--instrument", help="trcsl or saca (preset default; trcsl for --composition)")
+    p.add_argument("--nuisance", help="sample- and session-level nuisance (preset only): none, "
+                                      "calibrated or a JSON object of levels (preset default)")
     p.add_argument("--matrix", help="steel, slag, stainless-spark or rock (--composition only; "
                                     "default: slag for oxides, else steel)")
     p.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
@@ -93,6 +95,8 @@ def _cmd_simulate(args) -> int:
     if args.composition:
         if not args.out:
             raise InputError("--out FILE.csv is required with --composition")
+        if args.nuisance:
+            raise InputError("--nuisance applies to --preset (it acts between samples and sessions)")
         wl, y = simulate_spectrum(parse_composition(args.composition),
                                   instrument=args.instrument or "trcsl", matrix=args.matrix,
                                   n_shots=args.shots or 1, seed=args.seed)
@@ -103,8 +107,11 @@ def _cmd_simulate(args) -> int:
         return 0
     if args.matrix:
         raise InputError("--matrix applies to --composition; presets fix their matrix")
+    from saca_lab.spectra.nuisance import parse_nuisance_text
+
     config = preset_config(args.preset, n_samples=args.samples, n_shots=args.shots,
-                           seed=args.seed, instrument=args.instrument)
+                           seed=args.seed, instrument=args.instrument,
+                           nuisance=parse_nuisance_text(args.nuisance))
     out = Path(args.out) if args.out else data_root(args.data_root) / args.preset
     ds = simulate_dataset(config, out, n_jobs=args.jobs, overwrite=args.overwrite,
                           progress=not args.quiet)

@@ -17,6 +17,9 @@ import yaml
 
 from saca_lab.errors import InputError
 
+#: Learning-rate schedules of ``train.lr_schedule`` (see saca_lab/training/module.py).
+LR_SCHEDULES = ("step", "cosine", "constant")
+
 DEFAULTS: dict[str, Any] = {
     "name": None,
     "seed": 0,
@@ -29,21 +32,23 @@ DEFAULTS: dict[str, Any] = {
         "shots": "average",       # "average" | "each" | an int k: mean of each k consecutive shots
         "preprocessing": {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True,
                           "standardize": True},  # per-feature, fitted on the training split
-        "lines": None,            # lines_1d models: air wavelengths (nm); default TrCSL lines
+        "lines": "nist",          # lines_1d models: nist | paper | air wavelengths (nm), see windows.py
+        "lines_per_element": 3,   # lines: nist
         "half_width": 5,
-        "augment": None,          # {jitter:, shift_px:, scale:} on training data only (SACA)
+        "augment": None,          # {shift_nm:, jitter:} on training data only (SACA; data/augment.py)
         "batch_size": 32,
         "num_workers": 0,
     },
     "train": {
         "max_epochs": 100,
         "lr": 0.01,
-        "lr_step": 100,
+        "lr_schedule": "step",    # step | cosine | constant (training/module.py)
+        "lr_step": 100,           # epochs, or a fraction of max_epochs when < 1
         "lr_gamma": 0.1,
         "weight_decay": 0.0,
         "early_stopping": None,   # {patience:, min_delta:} monitors val_loss (SACA)
-        "precision": "32-true",   # or "bf16-mixed"
-        "channels_last": False,
+        "precision": "auto",      # bf16-mixed where the device runs bf16 natively, else 32-true
+        "channels_last": "auto",  # true only for 2D inputs in bf16 on a CPU (saca_lab/runtime.py)
         "standardize_targets": True,
         "fast_dev_run": False,
         "limit_train_batches": None,
@@ -155,10 +160,27 @@ def validate(cfg: Mapping, source: str = "config") -> None:
     shots = cfg["data"]["shots"]
     if not (shots in ("average", "each") or (isinstance(shots, int) and shots >= 1)):
         raise InputError(f"{source}: data.shots must be 'average', 'each' or a positive integer")
-    if cfg["train"]["precision"] not in ("32-true", "32", "bf16-mixed", "16-mixed"):
-        raise InputError(f"{source}: train.precision must be 32-true, bf16-mixed or 16-mixed")
+    if cfg["train"]["precision"] not in ("auto", "32-true", "32", "bf16-mixed", "16-mixed"):
+        raise InputError(f"{source}: train.precision must be auto, 32-true, bf16-mixed or 16-mixed")
+    if cfg["train"]["channels_last"] not in ("auto", True, False):
+        raise InputError(f"{source}: train.channels_last must be auto, true or false")
     if int(cfg["train"]["max_epochs"]) < 1:
         raise InputError(f"{source}: train.max_epochs must be >= 1")
+    if cfg["train"]["lr_schedule"] not in LR_SCHEDULES:
+        raise InputError(f"{source}: train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                         f"got {cfg['train']['lr_schedule']!r}")
+    per = cfg["data"]["lines_per_element"]
+    if isinstance(per, bool) or not isinstance(per, int) or per < 1:
+        raise InputError(f"{source}: data.lines_per_element must be an integer >= 1, got {per!r}")
+    step = cfg["train"].get("lr_step")
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+        raise InputError(f"{source}: train.lr_step must be a positive number (epochs, or a "
+                         f"fraction of max_epochs when < 1), got {step!r}")
+    lines = cfg["data"].get("lines")
+    if not (lines is None or lines in ("nist", "paper") or (
+            isinstance(lines, list) and lines and all(isinstance(v, (int, float)) for v in lines))):
+        raise InputError(f"{source}: data.lines must be nist, paper or a list of wavelengths "
+                         f"(nm), got {lines!r}")
 
 
 def dump_config(cfg: Mapping) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -83,6 +84,17 @@ def test_tiny_study_writes_everything_and_logs_mlflow(train_data, mlflow_tmp, ca
     summary = read_csv(out / "summary.csv")
     assert len(summary) == 8 and all(s["n_fits"] == 2 for s in summary)
     assert all(math.isfinite(s["r2_mean"]) and math.isfinite(s["rmse_std"]) for s in summary)
+    # every model read the same line windows in the same draw, gll the element alone
+    # (issue 11 §4; gll's windows are those its training run stored in its checkpoint)
+    windows = {}
+    for f in fits:
+        params = json.loads(f["params"])
+        assert params["features"] == "lines" and params["half_width"] == 5
+        windows.setdefault((f["size"], f["repeat"]), set()).add(tuple(params["lines"]))
+        if f["model"] == DEEP:
+            assert params["targets"] == ["Mn"]
+    assert len(windows) == 4 and all(len(w) == 1 for w in windows.values())
+    assert all(len(next(iter(w))) >= 1 for w in windows.values())
     # every model saw the same test samples in the same draw
     preds = read_csv(out / "predictions.csv")
     by_model = {}
@@ -135,18 +147,27 @@ def test_transfer_model_needs_its_pretraining(train_data, mlflow_tmp):
 
 def test_transfer_model_fine_tunes_on_the_transfer_dataset(train_data, mlflow_tmp):
     from saca_lab.config import load_config
+    from saca_lab.training.checkpoint import load_checkpoint
     from saca_lab.training.run import run_experiment
 
     cfg = load_config(_experiment("trcnn_1d_pretrain_slag.yaml"),
                       [f"data.dataset={train_data['slag']}", "data.shots=average",
                        "train.max_epochs=1", "tracking.log_model=false"])
-    run_experiment(cfg, progress=False)
+    source = run_experiment(cfg, progress=False)
     res = run_compare(train_data["slag"], "Mn", "plsr,trcnn_1d", sizes="5,8", repeats=1,
                       out_dir=mlflow_tmp / "tr", transfer_dataset=train_data["carbon-steel"],
                       epochs=1, overrides=["data.shots=average"], n_jobs=1, progress=False)
     deep = [f for f in res.fits if f["model"] == "trcnn_1d"]
     assert [f["size"] for f in deep] == [5]  # the carbon-steel set has 6 samples: 8 is skipped
     assert deep[0]["dataset"] == "carbon-steel" and math.isfinite(deep[0]["rmse"])
+    # the baselines read the windows of the pre-training (a frozen extractor reads no others),
+    # and the transfer model is fine-tuned on the compared element alone (issue 11 §4)
+    pre = load_checkpoint(source["checkpoint"])["hyper_parameters"]["feature_spec"]
+    for f in res.fits:
+        params = json.loads(f["params"])
+        assert params["features"] == "lines"
+        np.testing.assert_allclose(params["lines"], pre["lines"], atol=1e-4)
+    assert json.loads(deep[0]["params"])["targets"] == ["Mn"]
     assert res.skipped == [f"trcnn_1d: size 8 > 6 samples of {train_data['carbon-steel']}"]
 
 
@@ -165,6 +186,12 @@ def _experiment(name):
     (["--cv", "5"], "--cv 5.*8 samples"),
     (["--set", "plsr.n_pca=3"], "unknown parameter"),
     (["--models", "plsr,gll"], r"data.shots=30 .* has 10 per sample; add --set data.shots=average"),
+    # issue 11 §4: every model of a study reads the same features
+    (["--models", "plsr,gll", "--features", "spectrum"],
+     r"--features spectrum: gll reads line windows; --features spectrum pairs with .*gll_spectrum"),
+    (["--models", "plsr,gll_spectrum", "--features", "lines"],
+     r"--features lines: gll_spectrum reads the full spectrum; --features lines pairs with .*trcsl_1d"),
+    (["--models", "gll,gll_spectrum"], r"deep models read different inputs \(gll: lines; gll_spectrum: spectrum\)"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(train_data, mlflow_tmp, capsys, args, message):
     base = {"--dataset": str(train_data["slag"]), "--element": "Mn", "--models": "plsr",

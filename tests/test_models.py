@@ -119,7 +119,11 @@ def test_resnet_heads_and_width():
     with torch.no_grad():
         out = comp(x)
     assert (out >= 0).all()
-    torch.testing.assert_close(out.sum(1), torch.full((4,), 100.0))
+    # the default composition head has an unreported "rest" output; without it the ten sum to 100
+    assert (out.sum(1) < 100).all()
+    closed = create_model("resnet_dcnn", width=0.0625, rest=False).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(closed(x).sum(1), torch.full((4,), 100.0))
     reg = create_model("resnet_dcnn", width=0.0625, head_type="regression")
     assert not any(isinstance(m, Percent) for m in reg.head)
     assert comp.channels == (4, 8, 16, 32, 64)
@@ -180,6 +184,8 @@ def test_unknown_override_is_named_with_the_accepted_ones():
         ("trcsl", {"n_units": 6}),
         ("trcsl", {"activation": "swish"}),
         ("trcsl", {"dropout": 1.0}),
+        ("trcsl", {"lstm_output": "mean"}),
+        ("trcsl_1d", {"dropout_position": "tail"}),
         ("trcsl", {"dim": 1}),
         ("trcsl_1d", {"in_length": 4}),
         ("resnet_dcnn", {"head_type": "softmax"}),
@@ -233,3 +239,53 @@ def test_register_model_checks_its_metadata():
         register_model("trcsl", input_kind="image_2d", default_input=(4, 4),
                        description="")(lambda: nn.Identity())
     assert "x" not in list_models()
+
+
+@pytest.mark.parametrize(("suffix", "lstm_last", "cnn_width"), [("_1d", 32, 32 * 17), ("", 32, 32 * 7 * 8)])
+def test_lstm_hands_its_whole_output_sequence_to_the_head(suffix, lstm_last, cnn_width):
+    """Issue 11 section 1: the LSTM variants' head sees as much as TrCNN's in 1D (17 x 32)."""
+    cnn = create_model(f"trcnn{suffix}")
+    assert cnn.n_head_inputs == cnn.head[1].in_features == cnn_width
+    steps = 17 if suffix else 7  # the sequence: 17 positions in 1D, 7 rows (bands) in 2D
+    for name in ("trcsl", "trcnn_lstm"):
+        model = create_model(f"{name}{suffix}")
+        assert model.config["lstm_output"] == "sequence"
+        assert model.n_head_inputs == model.head[1].in_features == steps * 32
+        last = create_model(f"{name}{suffix}", lstm_output="last")
+        assert last.n_head_inputs == last.head[1].in_features == lstm_last
+    # other input sizes are pooled to the design's sequence length: one head for any input
+    model = create_model(f"trcsl{suffix}").eval()
+    x = torch.rand(2, 256) if suffix else torch.rand(2, 48, 64)
+    with torch.no_grad():
+        assert model.features(x).shape == (2, steps * 32)
+
+
+def test_sequence_output_keeps_where_a_feature_sits():
+    """Moving a line along the input changes the sequence head input, not just its summary."""
+    torch.manual_seed(0)
+    lstm = SequenceLSTM(1, channels=4, hidden=8, layers=1, output="sequence", steps=6).eval()
+    x = torch.zeros(1, 4, 6)
+    early, late = x.clone(), x.clone()
+    early[..., 1] = 1.0
+    late[..., 4] = 1.0
+    with torch.no_grad():
+        a, b = lstm(early).view(6, 8), lstm(late).view(6, 8)
+    # before the pulse the outputs are those of an empty input
+    torch.testing.assert_close(a[0], b[0])
+    assert not torch.allclose(a[2], b[2])
+
+
+def test_dropout_position_moves_the_layer_not_the_weights():
+    head = create_model("trcsl_1d")
+    literal = create_model("trcsl_1d", dropout_position="features")
+    assert isinstance(head.head.dropout, nn.Dropout) and head.head.dropout.p == 0.2
+    assert not any(isinstance(m, nn.Dropout) for m in head.features.modules())
+    assert isinstance(literal.features[-1], nn.Dropout)
+    assert not any(isinstance(m, nn.Dropout) for m in literal.head.modules())
+    # one state dict fits both (the dropout layer has no weights; the FC names do not move)
+    assert head.state_dict().keys() == literal.state_dict().keys()
+    literal.load_state_dict(head.state_dict())
+    x = torch.rand(3, 143)
+    with torch.no_grad():
+        torch.testing.assert_close(head.eval()(x), literal.eval()(x))
+

@@ -31,8 +31,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default reports/compare-DATASET-ELEMENT)")
     p.add_argument("--jobs", type=int, help="worker processes for the baselines "
                                             "(default: all cores)")
-    p.add_argument("--features", choices=["spectrum", "lines"], default="spectrum",
-                   help="baseline input: full spectrum or TrCSL line windows")
+    p.add_argument("--features", choices=["spectrum", "lines"], default=None,
+                   help="what every model reads: the full spectrum (baselines, 2D and "
+                        "spectrum deep models) or the same line windows (baselines, *_1d models, "
+                        "gll); default: what the deep models read (spectrum without any); "
+                        "other pairs are refused")
     p.add_argument("--no-airpls", dest="airpls", action="store_false",
                    help="skip airPLS baseline correction (min-max only)")
     p.add_argument("--normalize", choices=["minmax", "sum", "none"], default="minmax",

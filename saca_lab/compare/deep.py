@@ -9,8 +9,10 @@ Which experiment file a deep model starts from:
 3. else ``experiments/compare_cnn1d.yaml`` with the model name replaced (a 1D CNN on the
    full spectrum; its ``model.overrides`` only apply to the model it names).
 
-The study then sets the dataset, the target, the split (the same samples as the baselines),
-the seed and the MLflow experiment; ``--set`` overrides reach every deep config.
+The study then sets the dataset, the target (the compared element alone: a transfer model's
+pre-trained head is re-fitted to it, as the baselines fit it alone), the split (the same
+samples as the baselines), with ``--features lines`` the line windows (the same as the
+baselines'), the seed and the MLflow experiment; ``--set`` overrides reach every deep config.
 """
 
 from __future__ import annotations
@@ -101,8 +103,15 @@ def _display(path: Path) -> str:
 
 def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spec: dict,
                  seed: int, run_name: str, experiment: str, overrides: list[str],
-                 epochs: int | None = None, airpls: bool = True, minmax: bool = True) -> dict:
-    """The resolved experiment config of one deep fit of the study."""
+                 epochs: int | None = None, airpls: bool = True, minmax: bool = True,
+                 windows: tuple | None = None) -> dict:
+    """The resolved experiment config of one deep fit of the study.
+
+    ``windows`` is ``(wavelengths, half_width)``: the line windows of the draw, written into a
+    non-transfer model's ``data.lines`` (a transfer model reads its pre-training's windows,
+    which the study made the draw's windows).
+    """
+    from saca_lab.compare.features import AIRPLS
     from saca_lab.config import load_config, validate
 
     # log_model first so a user's --set tracking.log_model=true still wins: a pyfunc model per
@@ -111,15 +120,19 @@ def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spe
     if cfg["model"]["name"] != model.name:
         cfg["model"] = {"name": model.name, "overrides": {}}
     cfg["data"]["dataset"] = str(dataset_path)
-    targets = cfg["data"].get("targets") or []
-    # transfer keeps the pre-training's targets (the paper fine-tunes all four elements at once)
-    cfg["data"]["targets"] = list(targets) if model.is_transfer and element in targets else [element]
+    # the element alone, for transfer too (the paper fine-tunes all four elements at once): a
+    # head fitted to four targets against baselines fitted to one would compare two tasks
+    cfg["data"]["targets"] = [element]
     cfg["data"]["split"] = dict(split_spec)
     if model.is_transfer:
         cfg["transfer"]["from"] = model.transfer_from
     else:
-        cfg["data"]["preprocessing"]["airpls"] = {"lam": 1e4, "max_iter": 50} if airpls else None
+        cfg["data"]["preprocessing"]["airpls"] = dict(AIRPLS) if airpls else None
         cfg["data"]["preprocessing"]["minmax"] = bool(minmax)
+        if windows is not None:
+            lines, half_width = windows
+            cfg["data"]["lines"] = None if lines is None else [float(v) for v in lines]
+            cfg["data"]["half_width"] = int(half_width)
     if epochs is not None:
         cfg["train"]["max_epochs"] = int(epochs)
     cfg["seed"] = int(seed)
@@ -135,9 +148,11 @@ class TestPredictions(Callback):
 
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.feature_spec: dict = {}
 
     def on_test_start(self, trainer, pl_module) -> None:
         self.parts = []
+        self.feature_spec = dict(pl_module.hparams["feature_spec"])  # what the model read
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
         import torch
@@ -176,6 +191,7 @@ class DeepOutcome:
     seconds: float
     run_id: str
     targets: list[str]
+    feature_spec: dict
 
 
 def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> DeepOutcome:
@@ -197,7 +213,7 @@ def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> Dee
     ids, yt = sample_means(y, groups)
     _, yp = sample_means(pred, groups)
     return DeepOutcome(ids.astype(int), yt[:, j], yp[:, j], seconds, result["run_id"],
-                       list(result["targets"]))
+                       list(result["targets"]), collector.feature_spec)
 
 
 def base_summary(model: DeepModel) -> str:

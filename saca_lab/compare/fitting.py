@@ -16,25 +16,25 @@ import numpy as np
 
 from saca_lab.compare import deep as deep_mod
 from saca_lab.compare import plan as plan_mod
+from saca_lab.compare.features import baseline_matrix
 from saca_lab.compare.results import fit_row, prediction_rows, summarize
 from saca_lab.compare.runs import StudyRuns
 from saca_lab.errors import InputError
 
 
-def baseline_features(plan: plan_mod.StudyPlan) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample features (shots averaged, airPLS, min-max; cached on disk) and targets."""
-    from saca_lab.data.features import FeatureSpec, dataset_features
+def baseline_features(plan: plan_mod.StudyPlan, fit: plan_mod.Fit | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample features (shots averaged, airPLS, min-max; cached on disk) and targets.
 
-    spec = FeatureSpec("spectrum_1d" if plan.features == "spectrum" else "lines_1d",
-                       airpls={"lam": 1e4, "max_iter": 50} if plan.airpls else None,
-                       minmax=plan.normalize == "minmax")
-    x = np.asarray(dataset_features(plan.dataset, spec, "average")[:, 0], dtype=np.float32)
-    if plan.normalize == "sum":
-        # total-intensity normalisation: the usual LIBS correction for shot-to-shot ablated
-        # mass; min-max instead pins every spectrum to its strongest line (Na D on the
-        # geostandards, which carries no information on SiO2)
-        total = x.sum(axis=1, keepdims=True)
-        x = x / np.where(total > 0, total, 1.0)
+    With ``features == "lines"`` they are the windows the deep models read on ``fit``'s draw
+    (:meth:`StudyPlan.lines_of`).
+    """
+    lines, half_width = None, 5
+    if plan.features == "lines":
+        if fit is None:
+            raise ValueError("line features are resolved per draw: pass the fit")
+        lines, half_width = plan.lines_of(fit), plan.half_width
+    x = baseline_matrix(plan.dataset, plan.features, lines, half_width, plan.airpls, plan.normalize)
     return x, plan.dataset.target_matrix([plan.element])[:, 0]
 
 
@@ -86,12 +86,22 @@ def run_baselines(plan: plan_mod.StudyPlan, n_jobs: int | None = None, progress=
         return [], []
     if not callable(progress):
         progress = Progress(len(fits), progress)
-    X, y = baseline_features(plan)
+
+    def x_key(fit):
+        return plan.lines_of(fit) if plan.features == "lines" else None
+
+    inputs: dict = {}  # line windows -> X: one matrix per distinct set of windows
+    for fit in fits:
+        if x_key(fit) not in inputs:
+            inputs[x_key(fit)] = baseline_features(plan, fit)[0]
+    y = plan.dataset.target_matrix([plan.element])[:, 0]
+
     # the slowest first (large sizes, the swarm), so no worker idles at the end
     order = sorted(range(len(fits)), key=lambda i: (-fits[i].size, fits[i].model != "pso_svr"))
     jobs = resolve_jobs(n_jobs)
     calls = (delayed(_fit_baseline)(i, fits[i].model, plan.baseline_params.get(fits[i].model, {}),
-                                    X, y, fits[i].split.train, fits[i].split.test, one_thread)
+                                    inputs[x_key(fits[i])], y, fits[i].split.train, fits[i].split.test,
+                                    one_thread)
              for i in order)
     if jobs == 1:
         results = (call[0](*call[1], **call[2]) for call in calls)
@@ -101,7 +111,8 @@ def run_baselines(plan: plan_mod.StudyPlan, n_jobs: int | None = None, progress=
     preds: dict[int, list[dict]] = {}
     for i, pred, seconds, params in results:
         fit = fits[i]
-        rows[i] = fit_row(fit, plan.element, plan.mode, y[fit.split.test], pred, seconds, params)
+        rows[i] = fit_row(fit, plan.element, plan.mode, y[fit.split.test], pred, seconds,
+                          {**params, **feature_params(plan, x_key(fit))})
         preds[i] = prediction_rows(fit, plan.dataset.sample_ids, fit.split.test,
                                    y[fit.split.test], pred)
         progress(rows[i])
@@ -149,14 +160,17 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
                     split_spec=fit.split_spec, seed=plan.seed + fit.repeat, epochs=epochs,
                     run_name=f"{name}-{what}", experiment=runs.experiment_name,
                     overrides=plan.deep_overrides_for(name), airpls=plan.airpls,
-                    minmax=plan.normalize == "minmax")
+                    minmax=plan.normalize == "minmax",
+                    windows=(plan.lines_of(fit), plan.half_width) if plan.features == "lines" else None)
                 out = deep_mod.run_deep_fit(cfg, plan.element, child,
                                             {"compare.model": name, "compare.size": str(fit.size),
                                              "compare.repeat": str(fit.repeat)})
                 if not np.array_equal(np.sort(out.sample_index), fit.split.test):
                     raise RuntimeError(f"{name}: the run tested other samples than the split")
+                check_deep_inputs(plan, fit, out)
                 row = fit_row(fit, plan.element, plan.mode, out.y_true, out.y_pred, out.seconds,
-                              {"epochs": cfg["train"]["max_epochs"]}, out.run_id)
+                              {"epochs": cfg["train"]["max_epochs"], "targets": out.targets,
+                               **feature_params(plan, out.feature_spec.get("lines"))}, out.run_id)
                 group.append(row)
                 preds += prediction_rows(fit, ds.sample_ids, out.sample_index, out.y_true,
                                          out.y_pred)
@@ -167,6 +181,28 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
         rows += group
         runs.finish(child, child_metrics(summarize(group, preds)[0]))
     return rows, preds
+
+
+def feature_params(plan, lines) -> dict:
+    """What a fit read, for its row of fits.csv: the features and, for lines, the windows."""
+    if plan.features != "lines":
+        return {"features": plan.features}
+    return {"features": "lines", "half_width": plan.half_width,
+            "lines": None if lines is None else [round(float(v), 4) for v in lines]}
+
+
+def check_deep_inputs(plan, fit, out) -> None:
+    """The run must have read what the baselines of its draw read, for the element alone."""
+    if out.targets != [plan.element]:
+        raise RuntimeError(f"{fit.model}: fine-tuned on {out.targets}, not on {plan.element} alone")
+    if plan.features != "lines":
+        return
+    got, want = out.feature_spec.get("lines"), plan.lines_of(fit)
+    same = (got is None and want is None) or (
+        got is not None and want is not None and np.allclose(got, want, rtol=0, atol=1e-9))
+    if not same or out.feature_spec.get("half_width") != plan.half_width:
+        raise RuntimeError(f"{fit.model}: the run read line windows {got} (half width "
+                           f"{out.feature_spec.get('half_width')}), the study's draw {want}")
 
 
 def child_metrics(s: dict) -> dict:

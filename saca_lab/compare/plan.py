@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from saca_lab.baselines import list_baselines, make_baseline
+from saca_lab.compare.features import LineSetting, split_key
 from saca_lab.data.splits import Split, make_split
 from saca_lab.data.store import Dataset, data_root, is_dataset, open_dataset
 from saca_lab.errors import InputError
 
 #: Fewest samples a 70/30 split can score: 3 to train on, 2 to compute an R2 over.
 MIN_SIZE = 5
-FEATURE_KINDS = ("spectrum", "lines")
 NORMALIZATIONS = ("minmax", "sum", "none")
 
 
@@ -99,6 +99,10 @@ class StudyPlan:
     transfer_dataset: Dataset | None = None
     fits: list[Fit] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: ``features == "lines"``: the study's line setting, and the windows of each draw
+    #: (dataset label, split) -> wavelengths, the same for every model of that draw
+    lines: LineSetting | None = None
+    fit_lines: dict[tuple[str, str], tuple[float, ...] | None] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:
@@ -110,6 +114,14 @@ class StudyPlan:
 
     def deep_overrides_for(self, name: str) -> list[str]:
         return overrides_for(self.deep_overrides, name, self.deep)
+
+    def lines_of(self, fit: Fit) -> tuple[float, ...] | None:
+        """The line windows every model reads on this fit's draw (``features == "lines"``)."""
+        return self.fit_lines[(fit.dataset, split_key(fit.split_spec))]
+
+    @property
+    def half_width(self) -> int:
+        return self.lines.half_width
 
 
 def split_models(models, deep_names) -> tuple[list[str], list[str]]:

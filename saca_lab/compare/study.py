@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saca_lab.compare import deep as deep_mod
+from saca_lab.compare import features as feat
 from saca_lab.compare import plan as plan_mod
 from saca_lab.compare.fitting import Progress, child_metrics, resolve_jobs, run_baselines, run_deep
 from saca_lab.compare.plots import cv_figure, fig14, fig15
@@ -30,6 +31,7 @@ from saca_lab.compare.results import (
 )
 from saca_lab.compare.runs import StudyRuns
 from saca_lab.errors import InputError
+from saca_lab.models import model_info
 
 
 @dataclass
@@ -45,7 +47,7 @@ class CompareResult:
 
 
 def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, cv=None,
-               seed: int = 0, features: str = "spectrum", airpls: bool = True,
+               seed: int = 0, features: str | None = None, airpls: bool = True,
                normalize: str = "minmax", overrides=(),
                transfer_dataset="carbon-steel", data_root=None
                ) -> tuple[plan_mod.StudyPlan, dict[str, deep_mod.DeepModel]]:
@@ -55,8 +57,7 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
     if (sizes is None) == (cv is None):
         raise InputError("give either --sizes (sample-count study) or --cv K (grouped CV), not both"
                          if sizes is not None else "give --sizes or --cv")
-    if features not in plan_mod.FEATURE_KINDS:
-        raise InputError(f"--features {features!r}: expected one of {plan_mod.FEATURE_KINDS}")
+    features = feat.choose_features(features, {n: model_info(n).input_kind for n in deep})
     if normalize not in plan_mod.NORMALIZATIONS:
         raise InputError(f"--normalize {normalize!r}: expected one of {plan_mod.NORMALIZATIONS}")
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
@@ -92,6 +93,7 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
             raise InputError(f"--models {name}: no size fits its dataset {target.path} "
                              f"({target.shape[0]} samples); sizes {size_list}")
         plan.fits += plan_mod.plan_fits(name, target, usable, None, repeats, seed)
+    configs, sources = {}, {}
     for name, model in deep_models.items():  # every deep config must load before anything runs
         fit = next(f for f in plan.fits if f.model == name)
         target = plan.transfer_dataset if model.is_transfer else ds
@@ -104,7 +106,30 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
             raise InputError(f"--models {name}: {model.base} groups data.shots={shots} shots per "
                              f"item but {target.path} has {target.shape[1]} per sample; "
                              f"add --set data.shots=average")
+        if model.is_transfer:
+            sources[name] = feat.transfer_feature_spec(model)
+            feat.check_preprocessing(name, sources[name], airpls, normalize)
+        else:
+            configs[name] = cfg
+    if features == "lines":
+        plan.lines = feat.line_setting(configs, sources, _data_defaults(plan.deep_overrides))
+        datasets = {plan_mod.dataset_label(d): d for d in (ds, plan.transfer_dataset) if d is not None}
+        for fit in plan.fits:  # every model of a draw reads the windows resolved once for it
+            key = (fit.dataset, feat.split_key(fit.split_spec))
+            if key not in plan.fit_lines:
+                plan.fit_lines[key] = feat.resolve_lines(plan.lines, datasets[fit.dataset], element,
+                                                         fit.split_spec, airpls,
+                                                         normalize == "minmax")
     return plan, deep_models
+
+
+def _data_defaults(deep_overrides: list[str]) -> dict:
+    """The ``data`` section a study without deep models takes its line setting from: the
+    defaults with the study's unscoped ``--set data.*`` items."""
+    from saca_lab.config import DEFAULTS, apply_overrides
+
+    items = [o for o in deep_overrides if o.startswith("data.")]
+    return apply_overrides({"data": dict(DEFAULTS["data"])}, items)["data"]
 
 
 def default_out_dir(plan: plan_mod.StudyPlan) -> Path:
@@ -112,7 +137,7 @@ def default_out_dir(plan: plan_mod.StudyPlan) -> Path:
 
 
 def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=None,
-                seed: int = 0, out_dir=None, n_jobs: int | None = None, features: str = "spectrum",
+                seed: int = 0, out_dir=None, n_jobs: int | None = None, features: str | None = None,
                 overrides=(), transfer_dataset="carbon-steel", progress: bool = True, *,
                 epochs: int | None = None, experiment: str = "compare", airpls: bool = True,
                 normalize: str = "minmax", data_root=None) -> CompareResult:
@@ -138,8 +163,11 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         Default ``reports/compare-<dataset>-<element>``.
     n_jobs : int, optional
         Worker processes for the baselines (default all cores).
-    features : {"spectrum", "lines"}
-        Baseline input: the full spectrum or the TrCSL line windows.
+    features : {"spectrum", "lines"}, optional
+        What every model of the study reads: the full spectrum (baselines; ``spectrum_1d`` and
+        ``image_2d`` deep models) or the same line windows (baselines; ``lines_1d`` deep
+        models). Default: what the deep models read (``spectrum`` without any); another pair
+        is refused. See :mod:`saca_lab.compare.features`.
     overrides : sequence of str
         ``KEY=VALUE``: ``plsr.max_components=8`` (baseline parameter) or a deep config field
         (``train.max_epochs=20``).
@@ -172,9 +200,10 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
             print(f"skipped {line}", flush=True)
         for model in deep_models.values():
             print(f"deep model {deep_mod.base_summary(model)}", flush=True)
+        print(f"features: {feat.describe(plan)}", flush=True)
     params = {"dataset": plan.dataset.path, "element": element, "models": ",".join(plan.models),
               "mode": plan.mode, "sizes": plan.sizes, "repeats": repeats, "cv": cv, "seed": seed,
-              "features": features, "airpls": airpls, "normalize": normalize, "n_jobs": jobs,
+              "features": feat.describe(plan), "airpls": airpls, "normalize": normalize, "n_jobs": jobs,
               "epochs": epochs,
               "transfer_dataset": plan.transfer_dataset.path if plan.transfer_dataset else "",
               "overrides": " ".join(overrides), "out_dir": out}

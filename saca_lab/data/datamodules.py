@@ -7,6 +7,8 @@ when it is missing and default to the papers' targets and splits.
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,11 +16,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from saca_lab.config import DEFAULTS
 from saca_lab.data import store
-from saca_lab.data.augment import Augment
+from saca_lab.data.augment import SACA_AUGMENT, Augment
 from saca_lab.data.features import FeatureSpec, dataset_features
 from saca_lab.data.splits import Split, make_split
 from saca_lab.errors import InputError
+from saca_lab.preprocessing.windows import (
+    LINES_PER_ELEMENT,
+    LineSelection,
+    select_lines,
+    target_element,
+)
 
 
 def resolve_dataset(spec, data_root: str | None = None) -> store.Dataset:
@@ -26,16 +35,25 @@ def resolve_dataset(spec, data_root: str | None = None) -> store.Dataset:
     if isinstance(spec, (str, Path)):
         return store.open_dataset(spec)
     if isinstance(spec, dict) and "preset" in spec:
+        from saca_lab.spectra.nuisance import nuisance_tag
+        from saca_lab.spectra.presets import get_preset
         from saca_lab.spectra.simulate import preset_config, simulate_dataset
 
-        unknown = set(spec) - {"preset", "samples", "shots", "seed", "path"}
+        unknown = set(spec) - {"preset", "samples", "shots", "seed", "path", "nuisance"}
         if unknown:
             raise InputError(f"data.dataset: unknown field(s) {sorted(unknown)}")
+        # none | calibrated | {levels}; the preset's own setting when absent
+        nuisance = spec.get("nuisance", get_preset(spec["preset"]).nuisance)
         cfg = preset_config(spec["preset"], n_samples=spec.get("samples"), n_shots=spec.get("shots"),
-                            seed=spec.get("seed", 0))
+                            seed=spec.get("seed", 0), nuisance=nuisance)
+        tag = nuisance_tag(nuisance)
         name = spec.get("path") or "-".join(
-            [spec["preset"]] + [f"{k}{spec[k]}" for k in ("samples", "shots", "seed") if spec.get(k) is not None])
-        return simulate_dataset(cfg, store.data_root(data_root) / name)
+            [spec["preset"]] + [f"{k}{spec[k]}" for k in ("samples", "shots", "seed") if spec.get(k) is not None]
+            + ([tag] if tag else []))
+        # A folder named by saca-lab is its own cache of the preset: a new generator version
+        # replaces it. A folder the user named (``path``) is never replaced silently.
+        return simulate_dataset(cfg, store.data_root(data_root) / name,
+                                refresh_cache=spec.get("path") is None)
     raise InputError(f"data.dataset must be a directory or {{preset: NAME}}, got {spec!r}")
 
 
@@ -50,24 +68,43 @@ class SpectraDataModule(pl.LightningDataModule):
     split : ``{train, val, test, seed}`` fractions or ``{folds, fold, seed, val}``.
     shots : ``"average"``, ``"each"`` or k (mean of each k consecutive shots).
     preprocessing : ``{airpls: {lam, max_iter} | None, minmax: bool}``.
-    augment : ``{jitter, shift_px, scale}`` for training batches, or None.
+    lines : ``lines_1d`` inputs: ``"nist"`` (strongest unblended NIST lines of the target
+        elements; a target without one is left out, with a message), ``"paper"`` (TrCSL's
+        printed lines), wavelengths in nm, or None (``DEFAULTS["data"]["lines"]``, i.e. nist); see
+        :func:`~saca_lab.preprocessing.windows.select_lines`. Resolved in :meth:`setup`, after
+        which :attr:`feature_spec` holds the wavelengths and :attr:`line_selection` the choice.
+    lines_per_element : lines per target element for ``lines="nist"``.
+    augment : ``{shift_nm, jitter}`` for training spectra, or None (:mod:`saca_lab.data.augment`).
+        Held as :attr:`augment`; the LightningModule applies it in its training step, because the
+        jitter belongs after the per-pixel input standardisation.
     """
 
     def __init__(self, dataset, targets=None, input_kind: str = "spectrum_1d", split=None,
                  shots="average", preprocessing=None, lines=None, half_width: int = 5,
+                 lines_per_element: int = LINES_PER_ELEMENT,
                  augment=None, batch_size: int = 32, num_workers: int = 0,
                  data_root: str | None = None) -> None:
         super().__init__()
+        if lines is None:
+            lines = DEFAULTS["data"]["lines"]
         self.dataset_spec = dataset
         self.target_names = list(targets) if targets else None
         prep = {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True, **(preprocessing or {})}
         self.feature_spec = FeatureSpec(input_kind=input_kind, airpls=prep["airpls"], minmax=prep["minmax"],
-                                        lines=tuple(lines) if lines else None, half_width=half_width)
+                                        lines=None if isinstance(lines, str) else tuple(lines),
+                                        half_width=half_width)
+        # "nist" / "paper" resolve to wavelengths in setup: NIST lines need the training samples
+        self.lines_source = lines if isinstance(lines, str) else None
+        self.lines_per_element = lines_per_element
+        self.line_selection: LineSelection | None = None
         self.split_spec = {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, **(split or {})}
         if self.split_spec.get("subset_seed") is None:
             self.split_spec.pop("subset_seed", None)
         self.shots = shots
-        self.augment = Augment(**augment) if augment else None
+        # validated now (before any data is read); the grid step is set from the dataset in setup
+        self.augment = Augment.from_config(augment, step_nm=0.1) if augment else None
+        if self.augment and self.augment.shift_nm and input_kind != "spectrum_1d":
+            raise InputError(f"data.augment.shift_nm applies to full spectra only, not {input_kind!r} inputs")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.data_root = data_root
@@ -88,11 +125,32 @@ class SpectraDataModule(pl.LightningDataModule):
         if getattr(self, "_ready", False):
             return
         ds = self._load()
-        self.y_samples = ds.target_matrix(self.target_names).astype(np.float32)
         self.split: Split = make_split(ds.shape[0], self.split_spec)
+        if self.lines_source is not None and self.feature_spec.input_kind == "lines_1d":
+            self._select_lines(ds)
+        self.y_samples = ds.target_matrix(self.target_names).astype(np.float32)
         self.features = dataset_features(ds, self.feature_spec, self.shots)
         self.input_shape = tuple(self.features.shape[2:])
+        if self.augment is not None and len(ds.wavelengths) > 1:
+            self.augment.step_nm = float(np.median(np.diff(ds.wavelengths)))
         self._ready = True
+
+    def _select_lines(self, ds: store.Dataset) -> None:
+        """Resolve ``lines: nist | paper`` to wavelengths; drop targets left without a line.
+
+        The matrix's major elements come from the mean composition of the training samples
+        only (element columns of the targets table), so no choice reads a test sample.
+        """
+        train = self.split.train
+        composition = {k: float(np.mean(v[train])) for k, v in ds.targets.items()}
+        sel = select_lines(self.lines_source, self.target_names, ds.wavelengths, composition,
+                           self.lines_per_element, self.feature_spec.half_width)
+        kept = [t for t in self.target_names if target_element(t) not in sel.dropped]
+        for element, why in sel.dropped.items():
+            print(f"data.lines=nist: {element} is left out of the targets: {why}", file=sys.stderr)
+        self.target_names = kept
+        self.line_selection = sel
+        self.feature_spec = dataclasses.replace(self.feature_spec, lines=sel.lines)
 
     def _part(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Items (spectra) of the given samples, their targets and their sample indices."""
@@ -109,16 +167,22 @@ class SpectraDataModule(pl.LightningDataModule):
         data = self.tensors(part)
         if len(data) == 0:
             raise InputError(f"the {part} split is empty")
-        collate = self.augment.collate if (self.augment and part == "train") else None
         gen = torch.Generator().manual_seed(int(self.split_spec.get("seed", 0)))
         return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, generator=gen,
-                          num_workers=self.num_workers, collate_fn=collate, drop_last=False)
+                          num_workers=self.num_workers, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val" if len(self.split.val) else "test", shuffle=False)
+    def val_dataloader(self) -> DataLoader | list:
+        """The validation samples, or no loader at all when the split has none.
+
+        Never the test samples: what validation sees may choose a checkpoint, stop training or
+        rank sweep trials, and a choice made on test samples makes their score optimistic.
+        """
+        if not len(self.split.val):
+            return []  # Lightning then runs no validation loop
+        return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
@@ -160,5 +224,5 @@ class StainlessDataModule(SpectraDataModule):
                  targets=("Fe", "Cr", "Ni", "Mo", "La", "Ce", "Nd", "Pr", "Sm", "Eu"), **kwargs) -> None:
         kwargs.setdefault("split", {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 0})
         kwargs.setdefault("shots", "each")
-        kwargs.setdefault("augment", {"jitter": 0.01, "shift_px": 2, "scale": 0.05})
+        kwargs.setdefault("augment", dict(SACA_AUGMENT))
         super().__init__(dataset or {"preset": "stainless"}, targets=targets, **kwargs)

@@ -9,6 +9,7 @@ hyperparameters) and Sec. 3.2 (sweeps and ablations TrCNN, TrCNN-SE, TrCNN-LSTM)
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
 }
 POOLINGS = ("avg", "max")
+#: What the LSTM hands to the head (see :class:`SequenceLSTM`).
+LSTM_OUTPUTS = ("sequence", "last")
+#: Where the dropout layer sits: first layer of the head (active while the head is fine-tuned)
+#: or last layer of the frozen feature extractor (TrCSL Sec. 2.4, literally).
+DROPOUT_POSITIONS = ("head", "features")
 
 #: TrCSL's 2D input: the 16,375 points folded into 125 x 131 (Sec. 2.3.1, Fig. 3).
 TRCSL_SHAPE: tuple[int, int] = (125, 131)
@@ -66,7 +72,7 @@ class SEBlock(nn.Module):
 
 
 class SequenceLSTM(nn.Module):
-    """Serialise a feature map and return the LSTM's last hidden state (Sec. 2.3.2.3).
+    """Serialise a feature map and run a stacked LSTM over it (Sec. 2.3.2.3).
 
     1D: the sequence runs over length, one step per position, features = channels.
     2D: the sequence runs over rows (H), features = the row's ``seq_width x channels``
@@ -75,6 +81,12 @@ class SequenceLSTM(nn.Module):
     adaptive-average-pooled to ``seq_width`` (the width the design input size reaches after
     the pools, 8 for 131 columns and 4 units), so the LSTM's input size, and hence the
     weights, do not depend on the input size; at the design size the pool is skipped.
+
+    ``output="sequence"`` returns the top layer's output at every step, flattened step after
+    step, so where on the wavelength axis a feature sits reaches the head, as in the flattened
+    maps of TrCNN / TrCNN-SE. The sequence is first pooled to ``steps`` (its length at the
+    design input size), so the head's width does not depend on the input size either.
+    ``output="last"`` returns the last hidden state only (``hidden`` numbers).
 
     The LSTM always runs in the dtype of its weights, with autocast disabled. torch 2.13
     would run it in bf16 under CPU autocast (oneDNN), but bf16 has an 8-bit mantissa that the
@@ -91,32 +103,51 @@ class SequenceLSTM(nn.Module):
         LSTM hidden units (32 in Table 1, from the Fig. S4 sweep).
     layers : int
         Stacked LSTM layers.
-    seq_width : int
+    seq_width : int, default=1
         2D only: width the rows are pooled to.
+    output : {"sequence", "last"}, default="sequence"
+        What goes to the head: every step's output, flattened, or the last hidden state.
+    steps : int, default=1
+        Sequence length the map is pooled to when ``output="sequence"``.
+
+    Attributes
+    ----------
+    n_out : int
+        Width of the output: ``steps * hidden`` or ``hidden``.
     """
 
-    def __init__(self, dim: int, channels: int, hidden: int, layers: int, seq_width: int = 1):
+    def __init__(self, dim: int, channels: int, hidden: int, layers: int, seq_width: int = 1,
+                 output: str = "sequence", steps: int = 1):
         super().__init__()
+        if output not in LSTM_OUTPUTS:
+            raise InputError(f"lstm_output {output!r} is not one of {', '.join(LSTM_OUTPUTS)}")
         self.dim = dim
         self.seq_width = seq_width
+        self.output = output
+        self.steps = int(steps)
+        self.n_out = hidden * (self.steps if output == "sequence" else 1)
         n_in = channels * (seq_width if dim == 2 else 1)
         self.lstm = nn.LSTM(n_in, hidden, num_layers=layers, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool_steps = self.output == "sequence" and x.shape[2] != self.steps
         if self.dim == 1:
+            if pool_steps:
+                x = F.adaptive_avg_pool1d(x, self.steps)
             seq = x.transpose(1, 2)
         else:
-            if x.shape[-1] != self.seq_width:
-                x = F.adaptive_avg_pool2d(x, (x.shape[-2], self.seq_width))
+            if x.shape[-1] != self.seq_width or pool_steps:
+                rows = self.steps if self.output == "sequence" else x.shape[-2]
+                x = F.adaptive_avg_pool2d(x, (rows, self.seq_width))
             # (B, H, W, C) order is a free view of a channels_last map
             seq = x.permute(0, 2, 3, 1).flatten(2)
         seq = seq.to(self.lstm.weight_ih_l0.dtype).contiguous()
         with torch.autocast(device_type=seq.device.type, enabled=False):
-            _, (h_n, _) = self.lstm(seq)
-        return h_n[-1]
+            out, (h_n, _) = self.lstm(seq)
+        return out.flatten(1) if self.output == "sequence" else h_n[-1]
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, seq_width={self.seq_width}"
+        return f"dim={self.dim}, seq_width={self.seq_width}, output={self.output}, steps={self.steps}"
 
 
 def _conv_unit(
@@ -144,9 +175,19 @@ class CNNSELSTM(nn.Module):
 
     ``n_units`` conv units, each convolution (``kernels`` filters of ``kernel_size``, padding
     "same") + activation + pooling of 2 + SE block (Sec. 3.2 defines this as one "conv"
-    unit); then an LSTM over the serialised feature map (last hidden state) or, without
-    LSTM, the feature map flattened (Sec. 2.3.3); then dropout. The head is FC(``fc_units``) + activation +
-    FC(``n_outputs``) (Sec. 2.3.3: "a dropout layer and two fully connected layers").
+    unit); then an LSTM over the serialised feature map or, without LSTM, the feature map
+    flattened (Sec. 2.3.3); then dropout, FC(``fc_units``), activation, FC(``n_outputs``)
+    (Sec. 2.3.3: "a dropout layer and two fully connected layers").
+
+    Head width (the input of the first FC layer), Table 1 sizes: TrCNN / TrCNN-SE flatten the
+    last map, ``kernels x 17 = 544`` in 1D (143 points, 3 units) and ``kernels x 7 x 8 = 1792``
+    in 2D (125 x 131, 4 units). With ``lstm_output="sequence"`` the LSTM's output at every step
+    is flattened: ``17 x lstm_hidden = 544`` in 1D, the same width as TrCNN's, and
+    ``7 x lstm_hidden = 224`` in 2D, one eighth of TrCNN's, because the 2D LSTM runs over the 7
+    rows (wavelength bands), each step reading a whole row (8 columns x 32 channels) and
+    summarising it in 32 numbers. The 2D sequence is kept over rows so the recurrence follows the
+    spectrum, which is what the LSTM is there for; ``lstm_output="last"`` (the previous design)
+    gives ``lstm_hidden = 32`` in both.
 
     Parameters
     ----------
@@ -172,8 +213,20 @@ class CNNSELSTM(nn.Module):
     lstm_layers : int, default=2
         Stacked LSTM layers. Table 1 does not list it; Sec. 3.2 sets up a two-layer LSTM and
         its later sweep (Fig. S4) changes only the hidden units, so two are kept.
+    lstm_output : {"sequence", "last"}, default="sequence"
+        What the LSTM hands to the head: its output at every step, flattened (the same
+        information TrCNN's flattened map carries, see above), or its last hidden state only.
+        With the features frozen for transfer only the head re-fits, so a 32-number summary
+        tuned to the source limits what fine-tuning can do.
     dropout : float, default=0.2
-        Dropout after the feature extractor (Table 1, Fig. S5).
+        Dropout rate between the feature extractor and the first FC layer (Table 1, Fig. S5).
+    dropout_position : {"head", "features"}, default="head"
+        Which part holds the dropout layer. The forward pass is the same either way; what
+        differs is transfer: ``features`` is frozen and kept in eval mode while the head is
+        fine-tuned, so ``"features"`` (TrCSL Sec. 2.4 literally: dropout frozen with the
+        features) turns dropout off for fine-tuning, ``"head"`` keeps it regularising the head
+        fitted on a handful of target samples. The layer has no weights, so a checkpoint
+        loads into either.
     fc_units : int, default=128
         Units of the first FC layer of the head (Table 1).
     activation : {"relu", "gelu", "tanh", "elu", "leaky_relu", "sigmoid"}, default="relu"
@@ -182,8 +235,9 @@ class CNNSELSTM(nn.Module):
     n_outputs : int, default=4
         Regressed concentrations; 4 is :data:`TRCSL_ELEMENTS` (C, Cu, Mn, Cr).
     in_length : int, optional
-        1D only: expected input length, default 143 (13 lines x 11 points). Used for
-        validation and the summary; any length ``>= 2 ** n_units`` works.
+        1D only: expected input length, default 143 (the paper's 13 lines x 11 points). Runs
+        pass the length of their windows (``data.lines: nist``, the default, gives e.g. ~10
+        windows, 110 points, on slag). Any length ``>= 2 ** n_units`` works.
     in_shape : tuple (H, W), optional
         2D only: expected input shape, default (125, 131). Any shape with both sides
         ``>= 2 ** n_units`` works; it fixes the width the LSTM's rows are pooled to (see
@@ -192,10 +246,14 @@ class CNNSELSTM(nn.Module):
     Attributes
     ----------
     features : nn.Sequential
-        Input adapter, conv units, LSTM or global pooling, dropout: everything TrCSL freezes
-        when transferring (Sec. 2.4). Output ``(B, lstm_hidden)`` or ``(B, kernels)``.
+        Input adapter, conv units, LSTM or flattened map (and dropout when
+        ``dropout_position="features"``): everything TrCSL freezes when transferring (Sec. 2.4).
+        Output ``(B, n_head_inputs)``.
     head : nn.Sequential
-        The two fully connected layers fine-tuned on the target samples.
+        Dropout (when ``dropout_position="head"``) and the two fully connected layers
+        fine-tuned on the target samples.
+    n_head_inputs : int
+        Input width of the first FC layer (see above).
     n_outputs, input_kind, config
         See :mod:`saca_lab.models.registry`; ``input_kind`` is ``"lines_1d"`` for ``dim=1``,
         ``"image_2d"`` for ``dim=2``.
@@ -235,7 +293,9 @@ class CNNSELSTM(nn.Module):
         use_lstm: bool = True,
         lstm_hidden: int = 32,
         lstm_layers: int = 2,
+        lstm_output: str = "sequence",
         dropout: float = 0.2,
+        dropout_position: str = "head",
         fc_units: int = 128,
         activation: str = "relu",
         n_outputs: int = 4,
@@ -259,6 +319,11 @@ class CNNSELSTM(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"dropout must be in [0, 1), got {dropout!r}")
+        if lstm_output not in LSTM_OUTPUTS:
+            raise InputError(f"lstm_output {lstm_output!r} is not one of {', '.join(LSTM_OUTPUTS)}")
+        if dropout_position not in DROPOUT_POSITIONS:
+            raise InputError(f"dropout_position {dropout_position!r} is not one of "
+                             f"{', '.join(DROPOUT_POSITIONS)}")
 
         min_size = 2**n_units
         if dim == 1:
@@ -282,7 +347,8 @@ class CNNSELSTM(nn.Module):
             "kernels": int(kernels), "pooling": pooling, "use_se": bool(use_se),
             "se_hidden": int(se_hidden), "use_lstm": bool(use_lstm),
             "lstm_hidden": int(lstm_hidden), "lstm_layers": int(lstm_layers),
-            "dropout": float(dropout), "fc_units": int(fc_units), "activation": activation,
+            "lstm_output": lstm_output, "dropout": float(dropout),
+            "dropout_position": dropout_position, "fc_units": int(fc_units), "activation": activation,
             "n_outputs": self.n_outputs, "in_length": in_length,
             # a list, not a tuple, so the config survives a JSON round trip unchanged
             "in_shape": None if dim == 1 else list(in_shape),
@@ -296,8 +362,11 @@ class CNNSELSTM(nn.Module):
             c_in = kernels
         if use_lstm:
             seq_width = in_shape[1] // min_size if dim == 2 else 1
-            layers.append(SequenceLSTM(dim, kernels, lstm_hidden, lstm_layers, seq_width))
-            n_features = lstm_hidden
+            steps = max(1, (in_length if dim == 1 else in_shape[0]) // min_size)
+            lstm = SequenceLSTM(dim, kernels, lstm_hidden, lstm_layers, seq_width,
+                                output=lstm_output, steps=steps)
+            layers.append(lstm)
+            n_features = lstm.n_out
         else:
             # TrCSL flattens the feature maps into the FC layer: where on the wavelength axis a
             # feature sits is the information. A global average would throw it away. The map is
@@ -310,13 +379,23 @@ class CNNSELSTM(nn.Module):
                 pool = nn.AdaptiveAvgPool2d(out_size)
             layers += [pool, nn.Flatten(1)]
             n_features = kernels * int(np.prod(out_size))
-        layers.append(nn.Dropout(dropout))
+        head: list[tuple[str, nn.Module]] = []
+        if dropout_position == "features":
+            layers.append(nn.Dropout(dropout))
+        else:
+            head.append(("dropout", nn.Dropout(dropout)))
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.Linear(n_features, fc_units),
-            ACTIVATIONS[activation](),
-            nn.Linear(fc_units, self.n_outputs),
-        )
+        self.n_head_inputs = int(n_features)
+        # The FC layers keep the names "0" and "2" wherever the dropout sits, so one state dict
+        # loads into either position. A checkpoint from before lstm_output / dropout_position
+        # lacks them in its config; load_checkpoint fills their old behaviour ("last",
+        # "features"), as today's defaults would build another head (544 inputs, not 32).
+        self.head = nn.Sequential(OrderedDict([
+            *head,
+            ("0", nn.Linear(n_features, fc_units)),
+            ("1", ACTIVATIONS[activation]()),
+            ("2", nn.Linear(fc_units, self.n_outputs)),
+        ]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Concentrations of a batch of spectra.
@@ -363,7 +442,8 @@ for _name, (_se, _lstm, _what) in _ABLATIONS.items():
         f"{_name}_1d",
         input_kind="lines_1d",
         default_input=(TRCSL_LINES_LENGTH,),
-        description=f"TrCSL 1D {_what} on 13 line windows x 11 points, 3 units (Fig. 9)",
+        description=f"TrCSL 1D {_what} on line windows of 11 points (input length set by "
+                    f"data.lines; 143 = the paper's 13 windows), 3 units (Fig. 9)",
     )(
         preset(CNNSELSTM, f"{_name}_1d", f"1D {_what} on characteristic-line windows.",
                dim=1, use_se=_se, use_lstm=_lstm, in_length=TRCSL_LINES_LENGTH, **TABLE1_1D)

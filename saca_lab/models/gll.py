@@ -247,7 +247,7 @@ register_model(
     "gll",
     input_kind="lines_1d",
     default_input=(TRCSL_LINES_LENGTH,),
-    description="GLL (TrCSL ref. 35): 2-layer MLP on 13 line windows, mean + std per element "
+    description="GLL (TrCSL ref. 35): 2-layer MLP on line windows, mean + std per element "
                 "trained with the Gaussian NLL",
 )(preset(GLLRegressor, "gll", "GLL on characteristic-line windows (TrCSL ref. 35, Fig. 15).",
          input_kind="lines_1d"))

@@ -166,6 +166,17 @@ def list_models(pattern: str | None = None) -> list[str]:
     return names if pattern is None else fnmatch.filter(names, pattern)
 
 
+def accepted_arguments(name: str) -> tuple[str, ...] | None:
+    """Constructor arguments the model ``name`` accepts (None: its factory takes ``**kwargs``).
+
+    Raises
+    ------
+    InputError
+        If ``name`` is unknown.
+    """
+    return _entry(name).accepted
+
+
 def model_info(name: str) -> ModelInfo:
     """Registry metadata of ``name``.
 

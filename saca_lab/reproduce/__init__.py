@@ -2,5 +2,5 @@
 
 ``settings`` (quick / full modes), ``paper`` (the papers' numbers), ``context`` (datasets and
 cached runs), one module per family of figures (``figs_data``, ``figs_training``,
-``figs_sweeps``, ``figs_compare``, ``saca``), ``runner`` (MLflow per figure) and ``report``.
+``figs_sweeps``, ``figs_compare``, ``figs_transfer``, ``saca``), ``runner`` (MLflow per figure) and ``report``.
 """

@@ -1,8 +1,10 @@
 """Shared state of one reproduction: mode, output folder, datasets, cached runs, report rows.
 
-Training runs are reused: each run is tagged with a hash of its resolved configuration, and a
-later reproduction that needs the same configuration reads the finished run back from MLflow
-instead of training again (``reuse=False`` trains anew).
+Training runs are reused: each run is tagged with a key (:func:`reuse_key`) that hashes its
+resolved configuration, the ``saca_lab`` source files, the dataset's checksums and the
+simulator's generator version, and a later reproduction that needs the same key reads the
+finished run back from MLflow instead of training again (``reuse=False`` trains anew). Any edit
+of the code, committed or not, or a regenerated dataset, so trains anew.
 """
 
 from __future__ import annotations
@@ -19,6 +21,42 @@ from saca_lab.reproduce.settings import Mode
 
 EXPERIMENTS = project_dir("experiments")
 SWEEPS = project_dir("sweeps")
+#: The package whose sources are part of the reuse key.
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def source_hash(root: str | Path | None = None) -> str:
+    """SHA-256 of every ``.py`` file under the ``saca_lab`` package (paths and contents).
+
+    The package version never changes between fixes, and the git commit misses uncommitted
+    edits, so the key hashes the files themselves.
+    """
+    root = Path(root) if root is not None else PACKAGE_DIR
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def dataset_checksum(spec) -> str:
+    """Checksum of the manifest's file checksums of the dataset a config names (simulated first
+    if it is a preset that is not there yet, as training would)."""
+    from saca_lab.data.datamodules import resolve_dataset
+
+    ds = resolve_dataset(spec)  # the data root run_experiment resolves it under
+    return hashlib.sha256(json.dumps(ds.manifest["sha256"], sort_keys=True).encode()).hexdigest()
+
+
+def reuse_key(cfg: dict, runtime=None) -> str:
+    """What decides a training run's result: the resolved config (and the precision it
+    resolves to here), the code, the data and the simulator that generated it."""
+    from saca_lab.spectra import simulate
+
+    content = {"config": cfg, "runtime": runtime, "code": source_hash(),
+               "dataset": dataset_checksum(cfg["data"]["dataset"]),
+               "generator_version": simulate.GENERATOR_VERSION}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -82,7 +120,13 @@ class Context:
         # TrCSL pairs); the figure's own experiment holds its plots and table.
         overrides = [*overrides, "tracking.experiment=reproduce-training"]
         cfg = self.config(experiment, overrides)
-        key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        # with the precision and memory format "auto" resolves to here: a run trained in bf16
+        # elsewhere is not reused on a machine that trains in fp32
+        from saca_lab.models import model_info
+        from saca_lab.runtime import resolve_training
+
+        runtime = resolve_training(cfg["train"], model_info(cfg["model"]["name"]).input_kind)
+        key = reuse_key(cfg, runtime)
         if self.reuse and (found := self._finished_run(cfg["tracking"]["experiment"], key)):
             self.log(f"{figure}: reusing run {found['run_id'][:8]} ({cfg['name']})")
             return found

@@ -92,15 +92,19 @@ def fig15(ctx: Context) -> FigureResult:
     trcsl, pre = _trcsl_transfer(ctx)
     # one study, every model on the same draws; scoped overrides keep the transfer source and
     # the epochs of each deep model to itself
-    result = run_compare(steel, ELEMENT, f"pca_pls,gll,{trcsl}", sizes=m.deep_sizes,
+    # every model reads what TrCSL reads (compare --features): line windows in 1D, the
+    # spectrum in 2D, where GLL is its full-spectrum form
+    gll = "gll" if m.dims == "1d" else "gll_spectrum"
+    result = run_compare(steel, ELEMENT, f"pca_pls,{gll},{trcsl}", sizes=m.deep_sizes,
                          repeats=m.deep_repeats, seed=0, out_dir=ctx.out_dir / "compare-fig15",
                          overrides=[*_deep_common(ctx), f"{trcsl}.transfer.from={pre['run_id']}",
                                     f"{trcsl}.train.max_epochs={m.finetune_epochs}",
-                                    f"gll.train.max_epochs={m.gll_epochs}"],
+                                    f"{gll}.train.max_epochs={m.gll_epochs}"],
                          transfer_dataset=steel, progress=ctx.progress,
                          experiment="reproduce-fig15-compare")
     # The 1D TrCSL plays TrCSL's part in a 1D reproduction.
-    summary = [{**s, "model": s["model"].removesuffix("_1d")} for s in result.summary]
+    summary = [{**s, "model": s["model"].removesuffix("_1d").removesuffix("_spectrum")}
+               for s in result.summary]
     label = summary[0]["dataset"]
     plot_fig15(summary, ctx.out_dir / "fig15.png", ELEMENT, label)
     res.images.append(ctx.out_dir / "fig15.png")

@@ -74,6 +74,7 @@ def fig13(ctx: Context) -> FigureResult:
 def table1(ctx: Context) -> FigureResult:
     """TrCSL Table 1 against the configuration this project trains."""
     from saca_lab.models import create_model
+    from saca_lab.training.module import describe_lr_schedule
 
     res = FigureResult("table1", "TrCSL Table 1: model parameters")
     cfg = ctx.config("trcsl_pretrain_slag", [])
@@ -85,7 +86,7 @@ def table1(ctx: Context) -> FigureResult:
         "activation": mc["activation"], "se_hidden": mc["se_hidden"],
         "lstm_hidden": mc["lstm_hidden"], "fc": mc["fc_units"],
         "optimizer": "Adam", "loss": "MSE", "lr": cfg["train"]["lr"],
-        "lr_decay": f"x{cfg['train']['lr_gamma']} every {cfg['train']['lr_step']} epochs",
+        "lr_decay": describe_lr_schedule(cfg["train"]),
         "epochs": cfg["train"]["max_epochs"],
     }
     notes = {"lr": "0.01 diverged with Adam on these data (loss ~1e7 by epoch 2); "

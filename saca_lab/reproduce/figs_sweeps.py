@@ -15,6 +15,7 @@ import numpy as np
 
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import SWEEPS, Context, FigureResult, Row, fmt
+from saca_lab.runtime import resolve_precision
 
 FIG9_AXES = {"fig9a_conv_units": "n_units", "fig9b_kernel_size": "kernel_size",
              "fig9c_kernel_count": "kernels"}
@@ -23,8 +24,7 @@ FIG9_AXES = {"fig9a_conv_units": "n_units", "fig9b_kernel_size": "kernel_size",
 def _overrides(ctx: Context, dims_switch: bool) -> list[str]:
     m = ctx.mode
     out = [f"data.dataset={json.dumps(m.slag)}", f"data.shots={m.shots}",
-           f"train.max_epochs={m.sweep_epochs}", "train.precision=bf16-mixed",
-           "train.channels_last=true", *m.sweep_set]
+           f"train.max_epochs={m.sweep_epochs}", *m.sweep_set]  # precision: "auto" (runtime.py)
     if dims_switch and m.dims == "1d":  # S3/S4 sweep one model; quick mode uses its 1D form
         out.append("model.name=trcsl_1d")
     return out
@@ -35,8 +35,9 @@ def run_study(ctx: Context, stem: str, dims_switch: bool = False) -> dict:
     from saca_lab.sweeps import run_sweep, sweep_report
 
     overrides = _overrides(ctx, dims_switch)
-    # the overrides are part of a study's identity: another mode's settings get another study
-    digest = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()[:8]
+    # the overrides are part of a study's identity: another mode's settings get another study,
+    # and so does another precision (train.precision "auto" resolves by the hardware)
+    digest = hashlib.sha256(json.dumps([*overrides, resolve_precision("auto")]).encode()).hexdigest()[:8]
     name = f"reproduce-{ctx.mode.name}-{stem}-{digest}"
     if not ctx.reuse:
         name += f"-{int(time.time())}"

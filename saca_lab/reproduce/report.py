@@ -10,6 +10,7 @@ from saca_lab import tracking
 from saca_lab.io import atomic_path
 from saca_lab.reproduce.context import FigureResult
 from saca_lab.reproduce.settings import Mode
+from saca_lab.runtime import describe_auto_precision
 
 WHY = """\
 ## Why ours differs where it does
@@ -46,6 +47,8 @@ def write_report(out: Path, mode: Mode, results: list[FigureResult], wall_s: flo
         "",
         f"- Date: {dt.datetime.now().isoformat(timespec='seconds')}",
         f"- Machine: {_machine()}",
+        f"- Training precision: {describe_auto_precision()}; each training run's MLflow tags "
+        "`precision` and `channels_last` say what it used",
         f"- Code: git {tracking.git_commit()}; MLflow store {tracking.tracking_uri()}",
         f"- Wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s)",
         f"- Verdicts: {counts['agrees']} agree, {counts['partly']} partly, {counts['differs']} differ, "

@@ -23,13 +23,14 @@ FigureFn = Callable[[Context], FigureResult]
 
 
 def _registry() -> dict[str, FigureFn]:
-    from saca_lab.reproduce import figs_compare, figs_sweeps
+    from saca_lab.reproduce import figs_compare, figs_sweeps, figs_transfer
 
     return {
         "fig8": figs_data.fig8, "table1": figs_data.table1, "fig13": figs_data.fig13,
         "fig12": figs_training.fig12, "fig11": figs_training.fig11,
         "fig9": figs_sweeps.fig9, "figS3": figs_sweeps.figS3, "figS4": figs_sweeps.figS4,
         "fig14": figs_compare.fig14, "fig15": figs_compare.fig15,
+        "transfer": figs_transfer.transfer,
         "saca_table1": saca.saca_table1, "saca_speed": saca.saca_speed,
     }
 

@@ -49,8 +49,23 @@ class Mode:
     deep_repeats : int
         Random subsets per deep size.
     gll_epochs : int
+    transfer_sizes, transfer_repeats : str, int
+        The transfer study (``transfer``): carbon-steel sample counts and random 7:3 draws by
+        sample per count; every model of the study is fitted on the same draws.
+    transfer_unfreeze_lr : float
+        Learning rate of the feature extractor when all layers are fine-tuned (model (b)); the
+        head keeps the experiment's ``train.lr``.
+    transfer_scratch_epochs : int
+        Epochs of the TrCSL network trained from scratch on carbon steel (model (c)); fixed in
+        advance, as every epoch count here, because no choice may look at the test samples.
+        The fine-tuned models use ``finetune_epochs`` and GLL ``gll_epochs``.
     saca_model, saca_epochs : str, int
         SACA network and its epoch cap (early stopping usually ends it first).
+    saca_seeds : tuple of int
+        Split seeds of SACA Table 1 (one training run each; the table gives mean +- std).
+    saca_shots : int or str
+        ``data.shots`` of the SACA run: k averages each k consecutive shots (a CPU-sized number
+        of spectra), ``"each"`` trains on single shots.
     speed_samples : int
         Spectra timed end to end for the SACA speed claim.
     """
@@ -74,8 +89,14 @@ class Mode:
     deep_sizes: str = "10,20"
     deep_repeats: int = 3
     gll_epochs: int = 300
+    transfer_sizes: str = "10,20"
+    transfer_repeats: int = 20
+    transfer_unfreeze_lr: float = 1e-4
+    transfer_scratch_epochs: int = 800
     saca_model: str = "resnet_dcnn"
     saca_epochs: int = 200
+    saca_shots: int | str = 5
+    saca_seeds: tuple[int, ...] = (0, 1, 2)
     speed_samples: int = 50
 
     def as_dict(self) -> dict:
@@ -105,8 +126,13 @@ QUICK = Mode(
     deep_sizes="10,20",
     deep_repeats=3,
     gll_epochs=60,
+    transfer_sizes="10,20",
+    transfer_repeats=10,
+    transfer_scratch_epochs=150,
     saca_model="resnet_dcnn_small",
-    saca_epochs=15,
+    saca_epochs=30,
+    saca_shots=5,
+    saca_seeds=(0,),
     speed_samples=20,
 )
 

@@ -27,12 +27,15 @@ from saca_lab.data.store import Dataset, DatasetWriter, is_dataset
 from saca_lab.errors import InputError
 from saca_lab.spectra.instruments import Instrument, get_instrument
 from saca_lab.spectra.matrices import AIR, Matrix, get_matrix
+from saca_lab.spectra.nuisance import NuisanceLevels, SampleNuisance, describe, resolve_nuisance
 from saca_lab.spectra.plasma import element_shares, emission, libskit_version
 from saca_lab.spectra.presets import element_compositions, get_preset
 from saca_lab.spectra.shots import NODES, derive_shots, draw_shot_parameters
 
-# Bump when a change alters generated spectra: cached datasets are then regenerated.
-GENERATOR_VERSION = "1"
+# Bump when a change alters generated spectra or designs: cached datasets are then regenerated.
+# 2: stainless preset with absent rare earths (exactly 0 % in about half the samples) and Mo-free
+# grades.
+GENERATOR_VERSION = "2"
 
 
 @dataclass
@@ -78,8 +81,12 @@ class SimulationConfig:
 
 
 def preset_config(preset: str, *, n_samples: int | None = None, n_shots: int | None = None,
-                  seed: int = 0, instrument: str | None = None) -> SimulationConfig:
-    """Configuration of a preset with optional overrides."""
+                  seed: int = 0, instrument: str | None = None, nuisance=None) -> SimulationConfig:
+    """Configuration of a preset with optional overrides.
+
+    ``nuisance`` is ``"none"``, ``"calibrated"`` or a mapping of levels
+    (:mod:`saca_lab.spectra.nuisance`); None takes the preset's own setting.
+    """
     p = get_preset(preset)
     n = p.n_samples if n_samples is None else int(n_samples)
     shots = p.n_shots if n_shots is None else int(n_shots)
@@ -87,9 +94,13 @@ def preset_config(preset: str, *, n_samples: int | None = None, n_shots: int | N
         raise InputError(f"--samples and --shots must be >= 1 (got {n}, {shots})")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0xD5,)))
     design = p.design(n, rng)
+    spec = p.nuisance if nuisance is None else nuisance
+    levels = resolve_nuisance(spec, preset)
+    # only a nuisance enters the manifest, so `none` keeps today's configuration hash (and caches)
+    extra = {"preset": preset} if levels is None else {"preset": preset, "nuisance": describe(spec, levels)}
     return SimulationConfig(name=preset, matrix=get_matrix(p.matrix),
                             instrument=get_instrument(instrument or p.instrument),
-                            n_shots=shots, seed=seed, design=design, extra={"preset": preset})
+                            n_shots=shots, seed=seed, design=design, extra=extra)
 
 
 def _sample_rng(seed: int, index: int) -> np.random.Generator:
@@ -106,8 +117,9 @@ def _node_spectra(args) -> tuple[np.ndarray, list[str], np.ndarray]:
 
 
 def _node_tasks(config: SimulationConfig, compositions: Sequence[Mapping[str, float]],
-                sample_temps: Sequence[float]) -> Iterable:
-    return ((c, config.matrix, config.instrument, t) for c, t in zip(compositions, sample_temps, strict=True))
+                sample_temps: Sequence[float], matrices: Sequence[Matrix] | None = None) -> Iterable:
+    matrices = matrices or [config.matrix] * len(compositions)
+    return ((c, m, config.instrument, t) for c, m, t in zip(compositions, matrices, sample_temps, strict=True))
 
 
 def _map(fn, tasks: Iterable, n_jobs: int):
@@ -123,9 +135,32 @@ def default_jobs() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
+def _is_stale_cache(existing: Dataset, config: SimulationConfig) -> bool:
+    """Whether ``existing`` is an older simulation of the same preset (a cache saca-lab wrote)."""
+    prov, want = existing.provenance, config.describe()
+    preset = config.extra.get("preset")
+    # Same preset, size, seed and nuisance: only the generator version or the design moved.
+    # A folder holding another size or seed is a different dataset, never silently replaced.
+    same = ("seed", "n_samples", "n_shots", "nuisance")
+    return (preset is not None and prov.get("kind") == "simulation"
+            and prov.get("generator") == "saca_lab.spectra.simulate" and prov.get("preset") == preset
+            and all(prov.get(k) == want.get(k) for k in same))
+
+
 def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_jobs: int | None = None,
-                     overwrite: bool = False, progress: bool = True) -> Dataset:
-    """Simulate ``config`` into ``out_dir``, or reuse it if it holds the same configuration."""
+                     overwrite: bool = False, progress: bool = True, refresh_cache: bool = False,
+                     ) -> Dataset:
+    """Simulate ``config`` into ``out_dir``, or reuse it if it holds the same configuration.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace whatever dataset ``out_dir`` holds.
+    refresh_cache : bool
+        ``out_dir`` is a cache of a preset (``data.dataset: {preset: ...}``): replace it when it
+        holds a simulation of the same preset with another configuration hash (an older
+        generator version or design). Any other dataset there is still refused.
+    """
     out_dir = Path(out_dir)
     key = config.cache_key()
     if is_dataset(out_dir) and not overwrite:
@@ -134,6 +169,11 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
             if progress:
                 print(f"reusing cached dataset {out_dir} (config {key})", file=sys.stderr)
             return existing
+        if refresh_cache and _is_stale_cache(existing, config):
+            print(f"regenerating {out_dir}: cached config {existing.provenance.get('config_hash')} "
+                  f"(generator {existing.provenance.get('generator_version')}) != {key} "
+                  f"(generator {GENERATOR_VERSION})", file=sys.stderr)
+            return simulate_dataset(config, out_dir, n_jobs=n_jobs, overwrite=True, progress=progress)
         raise InputError(f"{out_dir} holds a different dataset (config "
                          f"{existing.provenance.get('config_hash')} != {key}); use --overwrite")
     t0 = time.perf_counter()
@@ -142,7 +182,11 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
     compositions = element_compositions(config.design, matrix.balance)
     rngs = [_sample_rng(config.seed, i) for i in range(config.n_samples)]
     sample_z = np.array([rng.standard_normal() for rng in rngs])
-    states = [matrix.sample_state(c, z) for c, z in zip(compositions, sample_z, strict=True)]
+    levels = config.extra.get("nuisance")
+    nz = None if levels is None else SampleNuisance(NuisanceLevels(**levels["levels"]), config.seed, config.n_samples,
+                                                    len(instrument.channels))
+    matrices = [matrix if nz is None else nz.matrix(i, matrix) for i in range(config.n_samples)]
+    states = [m.sample_state(c, z) for m, c, z in zip(matrices, compositions, sample_z, strict=True)]
     ambient = _ambient_nodes(matrix, instrument)
     shot_tables = {k: np.empty((config.n_samples, config.n_shots)) for k in
                    ("temperature", "mass", "jitter_nm", "background")}
@@ -152,18 +196,26 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
                disable=not progress, file=sys.stderr)
     with DatasetWriter(out_dir, wavelengths, config.n_samples, config.n_shots, overwrite=True) as w:
         temps = [s.temperature for s in states]
-        tasks = _node_tasks(config, compositions, temps)
+        tasks = _node_tasks(config, compositions, temps, matrices)
         for i, (nodes, elements, shares) in enumerate(_map(_node_spectra, tasks, n_jobs)):
             het = matrix.heterogeneity_rsd(compositions[i], elements)
             z, params = draw_shot_parameters(rngs[i], config.n_shots, temps[i], matrix, instrument, het)
-            w.append(derive_shots(nodes, shares, ambient, z, params, matrix, instrument,
+            if nz is not None:
+                nz.apply_to_shots(i, params, compositions[i], elements)
+            w.append(derive_shots(nodes, shares, ambient, z, params, matrix,
+                                  instrument if nz is None else nz.instrument(i, instrument),
                                   wavelengths, rngs[i]))
             for k, v in params.as_dict().items():
                 shot_tables[k][i] = v
             bar.update()
         bar.close()
         elements = sorted({el for c in compositions for el in c})
-        w.add_table("targets", ids, {el: np.array([c.get(el, 0.0) for c in compositions]) for el in elements})
+        targets = {el: np.array([c.get(el, 0.0) for c in compositions]) for el in elements}
+        if nz is not None:
+            w.add_table("bulk_targets", ids, targets)
+            w.add_table("nuisance", ids, nz.table())
+            targets = nz.reference_labels(targets, matrix.balance)
+        w.add_table("targets", ids, targets)
         w.add_table("design", ids, config.design)
         w.add_table("plasma", ids, {
             "temperature_K": np.array([s.temperature for s in states]),

@@ -22,7 +22,8 @@ Fields::
     pruner: none              # none | median | hyperband, or {name: median, n_startup_trials:,
                               #   n_warmup_steps:, interval_steps:} / {name: hyperband,
                               #   min_resource:, max_resource:, reduction_factor:}
-    objective: {metric: val_r2_Mn, direction: maximize}   # a per-epoch validation metric
+    objective: {metric: val_r2_Mn, direction: maximize}   # a per-epoch validation metric;
+                              # every trial's data.split needs a validation part (val > 0)
     n_trials: 10              # the whole study's budget; grid: default its size
     timeout: 3600             # seconds after which a worker starts no new trial
     heartbeat: {interval: 60, grace: 180, max_retry: 2}  # dead-worker detection (s)
@@ -369,6 +370,7 @@ def check_configs(spec: SweepSpec, overrides: Sequence[str] = ()) -> None:
     import torch
 
     from saca_lab.models import create_model
+    from saca_lab.training.run import require_validation
 
     defaults = {k: p.extremes()[0] for k, p in spec.space.items()}
     seen = set()
@@ -384,6 +386,12 @@ def check_configs(spec: SweepSpec, overrides: Sequence[str] = ()) -> None:
                 cfg = spec.trial_config(params, overrides)
                 with torch.device("meta"):
                     create_model(cfg["model"]["name"], **copy.deepcopy(cfg["model"]["overrides"] or {}))
+            except InputError as e:
+                raise InputError(f"{where}: {e}") from None
+            try:
+                # a trial's objective is a val_* metric: without validation samples it would
+                # have nothing to read (before, it silently read the test samples)
+                require_validation(cfg, f"objective.metric {spec.metric}")
             except InputError as e:
                 raise InputError(f"{where}: {e}") from None
             targets = cfg["data"]["targets"]

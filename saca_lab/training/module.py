@@ -23,8 +23,43 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
+from saca_lab.config import DEFAULTS, LR_SCHEDULES
+from saca_lab.errors import InputError
 from saca_lab.models import create_model
 from saca_lab.models.gll import split_mean_logvar
+
+#: The schedule when none is given: the config's default, kept in one place.
+DEFAULT_LR_SCHEDULE: str = DEFAULTS["train"]["lr_schedule"]
+
+
+def lr_step_epochs(lr_step: float, max_epochs: int | None) -> int:
+    """Epochs between step decays: ``lr_step`` < 1 is a fraction of ``max_epochs``.
+
+    A fraction keeps the schedule's shape when a run is shortened (quick mode, sweeps): TrCSL's
+    x0.1 every 100 of 800 epochs is ``lr_step=0.125``, and a 150-epoch run then decays at
+    epochs 19, 38, ... instead of never. A value >= 1 is a fixed number of epochs.
+
+    Raises
+    ------
+    InputError
+        If ``lr_step`` is not positive, or a fraction is given without ``max_epochs``.
+    """
+    if not isinstance(lr_step, (int, float)) or isinstance(lr_step, bool) or not lr_step > 0:
+        raise InputError(f"train.lr_step must be a positive number, got {lr_step!r}")
+    if lr_step >= 1:
+        return int(round(lr_step))
+    if not max_epochs or max_epochs < 1:
+        raise InputError(f"train.lr_step={lr_step} is a fraction of train.max_epochs, which is not set")
+    return max(1, int(round(lr_step * max_epochs)))
+
+
+def describe_lr_schedule(train: dict) -> str:
+    """The ``train`` section's LR schedule in words, e.g. ``"x0.1 every 100 epochs"``."""
+    schedule = train.get("lr_schedule", DEFAULT_LR_SCHEDULE)
+    if schedule != "step":
+        return {"cosine": f"cosine to 0 over {train['max_epochs']} epochs"}.get(schedule, schedule)
+    step = lr_step_epochs(train["lr_step"], train["max_epochs"])
+    return f"x{train['lr_gamma']} every {step} epochs"
 
 
 def _metrics(n: int) -> MetricCollection:
@@ -73,7 +108,11 @@ class SpectraRegressor(pl.LightningModule):
     target_mean, target_std : training-set statistics; outputs are trained standardised.
     feature_spec : :class:`~saca_lab.data.features.FeatureSpec` as a dict (for inference).
     wavelengths : the raw-spectrum grid the features were built from (for inference).
-    lr, lr_step, lr_gamma, weight_decay : Adam and StepLR settings.
+    lr, weight_decay : Adam settings.
+    lr_schedule : ``"step"`` (x ``lr_gamma`` every ``lr_step``), ``"cosine"`` (cosine annealing
+        to 0 over ``max_epochs``) or ``"constant"``; see :func:`lr_step_epochs`.
+    lr_step, lr_gamma : step decay: ``lr_step`` < 1 is a fraction of the trainer's
+        ``max_epochs`` (TrCSL's x0.1 every 100 of 800 epochs is 0.125), >= 1 a number of epochs.
     channels_last : use channels_last memory format for 2D inputs (faster on CPU with bf16).
     freeze_features : keep ``model.features`` frozen and in eval mode (transfer learning).
     input_mean, input_std : per-feature statistics of the training inputs; when given, inputs are
@@ -83,12 +122,15 @@ class SpectraRegressor(pl.LightningModule):
 
     def __init__(self, model_name: str, model_config: dict, target_names: Sequence[str],
                  target_mean: Sequence[float], target_std: Sequence[float], feature_spec: dict,
-                 wavelengths: Sequence[float] | None = None, lr: float = 0.01, lr_step: int = 100,
-                 lr_gamma: float = 0.1, weight_decay: float = 0.0, channels_last: bool = False,
+                 wavelengths: Sequence[float] | None = None, lr: float = 0.01, lr_step: float = 100,
+                 lr_gamma: float = 0.1, lr_schedule: str = DEFAULT_LR_SCHEDULE, weight_decay: float = 0.0, channels_last: bool = False,
                  freeze_features: bool = False, input_mean=None, input_std=None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["wavelengths", "input_mean", "input_std"])
         self.model: nn.Module = create_model(model_name, **model_config)
+        # Every constructor argument, not only the overrides: a checkpoint must rebuild this
+        # network even after a default changes.
+        self.hparams["model_config"] = dict(getattr(self.model, "config", model_config))
         self.target_names = list(target_names)
         n = len(self.target_names)
         composition = getattr(self.model, "head_type", None) == "composition"
@@ -97,6 +139,14 @@ class SpectraRegressor(pl.LightningModule):
         std = np.ones(n) if composition else np.asarray(target_std, dtype=np.float32)
         self.register_buffer("target_mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("target_std", torch.as_tensor(std, dtype=torch.float32))
+        # Every element's error counts in units of its training std: on raw mass % Fe (std ~5 %)
+        # would outweigh a rare earth (~0.1 %) ~1500 times. Standardised outputs have that
+        # already; a composition head outputs mass %, so its errors are divided by the std here
+        # (``train.standardize_targets=false`` passes std 1: plain mass-% MSE).
+        self._loss_scale = torch.as_tensor(np.asarray(target_std, dtype=np.float32) if composition
+                                           else np.ones(n, dtype=np.float32))
+        if composition:
+            self._start_at_mean_composition(np.asarray(target_mean, dtype=np.float64))
         grid = np.asarray(wavelengths if wavelengths is not None else [], dtype=np.float64)
         self.register_buffer("wavelengths", torch.as_tensor(grid))
         empty = torch.empty(0)
@@ -108,10 +158,34 @@ class SpectraRegressor(pl.LightningModule):
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
+    def _start_at_mean_composition(self, mean: np.ndarray) -> None:
+        """Set the composition head's bias to the log of the training mean composition.
+
+        From a uniform softmax (~9 % each) a rare earth (mean ~0.1 %) starts ~90 training stds
+        off, and the std-weighted loss spends its first hundreds of steps pulling it down. From
+        the mean composition (the constant predictor, with the rest output taking what the
+        targets leave) training starts at the constant predictor's loss and learns deviations.
+        A checkpoint's weights replace this on loading.
+        """
+        linear = self.model.head[0]
+        # no statistics (train.standardize_targets=false passes zeros): keep the uniform start
+        if not isinstance(linear, nn.Linear) or not np.isfinite(mean).all() or not mean.sum() > 0:
+            return
+        rest = linear.out_features - mean.size
+        if rest not in (0, 1):
+            return
+        parts = np.concatenate([mean, [max(100.0 - mean.sum(), 0.0)]] if rest else [mean])
+        with torch.no_grad():
+            linear.bias.copy_(torch.as_tensor(np.log(np.maximum(parts, 1e-4) / 100.0)))
+            linear.weight.mul_(0.1)
+
     @classmethod
     def from_checkpoint(cls, path) -> SpectraRegressor:
-        """Rebuild from a checkpoint written by this class (the grid buffer sizes itself)."""
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        """Rebuild from a checkpoint written by this class (the grid buffer sizes itself); read
+        by :func:`~saca_lab.training.checkpoint.load_checkpoint`, which runs no code from it."""
+        from saca_lab.training.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
         state = ckpt["state_dict"]
         module = cls(**ckpt["hyper_parameters"], wavelengths=state["wavelengths"].tolist(),
                      input_mean=state.get("input_mean"), input_std=state.get("input_std"))
@@ -130,10 +204,27 @@ class SpectraRegressor(pl.LightningModule):
         """Whether the model predicts a standard deviation next to every mean."""
         return bool(getattr(self.model, "predicts_std", False))
 
-    def _standardised(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Means and (for ``predicts_std`` models) log-variances, in standardised units."""
-        z = self.model(self._prepare(x)).float()
+    def _standardised(self, x: torch.Tensor, augment=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Means and (for ``predicts_std`` models) log-variances, in standardised units.
+
+        ``augment`` (:class:`~saca_lab.data.augment.Augment`) shifts the raw spectra and adds
+        its noise after the input standardisation, in units of each pixel's spread.
+        """
+        if augment is None:
+            z = self.model(self._prepare(x)).float()
+        else:
+            z = self.model(augment.noise(self._prepare(augment.shift(x)))).float()
         return split_mean_logvar(z) if self.predicts_std else (z, None)
+
+    def _augment(self):
+        """The data module's training augmentation (``data.augment``), if any."""
+        trainer = self._trainer
+        return getattr(getattr(trainer, "datamodule", None), "augment", None) if trainer else None
+
+    def _mse(self, mean: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """MSE with every target's error in units of its training std (see ``__init__``)."""
+        scale = self._loss_scale.to(mean.device)
+        return nn.functional.mse_loss(mean / scale, y / scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predictions in target units (mass %); the means for a model that predicts std."""
@@ -154,10 +245,10 @@ class SpectraRegressor(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch[0], batch[1]
-        mean, logvar = self._standardised(x)
+        mean, logvar = self._standardised(x, self._augment())
         y = (y - self.target_mean) / self.target_std
         if logvar is None:
-            loss = nn.functional.mse_loss(mean, y)
+            loss = self._mse(mean, y)
         else:
             loss = nn.functional.gaussian_nll_loss(mean, y, logvar.exp())
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
@@ -168,7 +259,7 @@ class SpectraRegressor(pl.LightningModule):
         mean, logvar = self._standardised(x)
         pred = mean * self.target_std + self.target_mean
         y_std = (y - self.target_mean) / self.target_std
-        loss = nn.functional.mse_loss(mean, y_std)
+        loss = self._mse(mean, y_std)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
         metrics.update(pred, y)
         if logvar is not None:
@@ -213,11 +304,25 @@ class SpectraRegressor(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_features:
-            # Frozen layers run as at inference: BatchNorm on running stats, dropout off.
+            # Frozen layers run as at inference: BatchNorm on running stats, their dropout off.
+            # Only ``features`` is switched: a dropout layer in the head (TrCSL models'
+            # dropout_position="head") keeps regularising the head being fine-tuned.
             self.model.features.eval()
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.hparams.lr_step, gamma=self.hparams.lr_gamma)
+        schedule = self.hparams.lr_schedule  # __init__ records its default
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else None
+        if schedule == "cosine":
+            if not max_epochs or max_epochs < 1:
+                raise InputError("train.lr_schedule=cosine needs a finite train.max_epochs")
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(max_epochs))
+        elif schedule == "constant":
+            sched = torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+        elif schedule == "step":
+            step = lr_step_epochs(self.hparams.lr_step, max_epochs)
+            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=self.hparams.lr_gamma)
+        else:
+            raise InputError(f"train.lr_schedule {schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

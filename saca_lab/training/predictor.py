@@ -4,6 +4,14 @@
 another grid are resampled onto the training grid by interpolation; a grid that does not cover
 the training range is refused rather than extrapolated. For a model that predicts a standard
 deviation (GLL), :meth:`Predictor.predict_table` puts a ``<target>_std`` column next to each mean.
+
+Security: :class:`Predictor` reads a checkpoint through
+:func:`~saca_lab.training.checkpoint.load_checkpoint`, which refuses any file that would run code
+when read, so a shared ``.ckpt`` is safe to use with ``saca-lab predict``. The MLflow pyfunc model
+(:func:`log_pyfunc`) is not: MLflow stores its Python class with cloudpickle, and
+``mlflow.pyfunc.load_model`` runs whatever that pickle says. Load pyfunc models only from MLflow
+stores you trust (your own runs); for a model from elsewhere use its ``checkpoints/model.ckpt``
+with ``saca-lab predict``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ class Predictor:
             raise InputError(f"checkpoint {path} not found")
         try:
             self.module = SpectraRegressor.from_checkpoint(path)
+        except InputError:  # the loader's own message names the file and the reason
+            raise
         except (KeyError, RuntimeError, TypeError, ValueError, EOFError, OSError,
                 pickle.UnpicklingError) as e:
             raise InputError(f"{path} is not a saca-lab checkpoint ({type(e).__name__}: {e})") from None
@@ -122,7 +132,11 @@ def _pyfunc_class():
 
 
 def log_pyfunc(checkpoint_path: str | os.PathLike, name: str = "model") -> None:
-    """Log a pyfunc model that predicts from raw spectra into the active MLflow run."""
+    """Log a pyfunc model that predicts from raw spectra into the active MLflow run.
+
+    The model is stored with cloudpickle: loading it runs code, so it is meant for trusted
+    MLflow stores only (see the module docstring).
+    """
     import mlflow.pyfunc
 
     mlflow.pyfunc.log_model(name=name, python_model=_pyfunc_class()(),

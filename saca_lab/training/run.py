@@ -8,6 +8,7 @@ a pyfunc model that predicts from raw spectra.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,13 +20,24 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
 from saca_lab import tracking
-from saca_lab.config import dump_config, flatten
+from saca_lab.config import DEFAULTS, dump_config, flatten
 from saca_lab.data.datamodules import SpectraDataModule
+from saca_lab.data.splits import make_split
 from saca_lab.errors import InputError
 from saca_lab.models import model_info
+from saca_lab.preprocessing.windows import TRCSL_LINES
+from saca_lab.runtime import resolve_training
+from saca_lab.training.checkpoint import load_checkpoint
 from saca_lab.training.module import SpectraRegressor
 from saca_lab.training.reporting import per_sample_metrics, plot_pred_vs_true
-from saca_lab.training.transfer import FreezeFeatures, load_pretrained
+from saca_lab.training.transfer import (
+    FreezeFeatures,
+    finetune_model_config,
+    load_pretrained,
+    output_layer_matches,
+    target_windows,
+    window_targets,
+)
 
 
 def latest_run(experiment: str) -> str:
@@ -68,10 +80,44 @@ def build_datamodule(cfg: dict, input_kind: str, feature_spec: dict | None = Non
     if feature_spec is not None:  # transfer: the target data must be preprocessed like the source
         prep = {"airpls": feature_spec["airpls"], "minmax": feature_spec["minmax"]}
         lines, half_width = feature_spec["lines"], feature_spec["half_width"]
+        # None in a feature spec is the paper's lines (checkpoints from before data.lines)
+        lines = "paper" if lines is None else lines
     return SpectraDataModule(data["dataset"], targets=data["targets"], input_kind=input_kind,
                              split=data["split"], shots=data["shots"], preprocessing=prep,
                              lines=lines, half_width=half_width, augment=data["augment"],
+                             lines_per_element=data["lines_per_element"],
                              batch_size=data["batch_size"], num_workers=data["num_workers"])
+
+
+def has_validation(split: dict) -> bool:
+    """Whether a ``data.split`` sets samples aside for validation (ratio or k-fold split)."""
+    return float(split.get("val") or 0) > 0
+
+
+def require_validation(cfg: dict, what: str) -> None:
+    """Refuse a config whose ``what`` (early stopping, a sweep objective) needs validation
+    samples when its split has none: validation never falls back to the test samples."""
+    split = cfg["data"]["split"]
+    if has_validation(split):
+        return
+    carve = ("--set data.split.val=0.1" if split.get("folds") else
+             f"e.g. data.split {{train: {round(split['train'] - 0.1, 6)}, val: 0.1, "
+             f"test: {split['test']}}} (the test samples stay the same)")
+    raise InputError(f"{what} needs validation samples, and data.split.val is 0; validation "
+                     f"never reads the test samples. Carve a validation part from the training "
+                     f"samples, {carve}")
+
+
+def _usable_in_target(dm: SpectraDataModule, feature_spec: dict) -> list[str]:
+    """Fine-tune targets whose inherited windows pass the nist rule on the target's training
+    samples (see :mod:`saca_lab.training.transfer`); the split is the one ``setup`` makes."""
+    ds = dm.ds
+    train = make_split(ds.shape[0], dm.split_spec).train
+    composition = {k: float(np.mean(v[train])) for k, v in ds.targets.items()}
+    lines = feature_spec.get("lines")
+    if lines is None:  # a checkpoint from before data.lines: the paper's lines
+        lines = [line.wavelength_nm for line in TRCSL_LINES]
+    return target_windows(dm.target_names, lines, ds.wavelengths, composition)
 
 
 def _model_config(cfg: dict, dm: SpectraDataModule) -> dict:
@@ -91,55 +137,71 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
     MLflow run under a parent (a sweep or a comparison study); ``tags`` are set on the run. An
     exception raised during training carries the MLflow run id as ``exc.run_id``.
     """
+    if cfg["train"]["early_stopping"]:
+        require_validation(cfg, "train.early_stopping (it monitors val_loss)")
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     info = model_info(cfg["model"]["name"])
     transfer = cfg.get("transfer") or None
     source_ckpt = resolve_checkpoint(str(transfer["from"])) if transfer else None
-    source_hp = (torch.load(source_ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
-                 if source_ckpt else None)
+    source_hp = load_checkpoint(source_ckpt)["hyper_parameters"] if source_ckpt else None
     if source_hp and source_hp["model_name"] != cfg["model"]["name"]:
         raise InputError(f"transfer: checkpoint is a {source_hp['model_name']!r} model, "
                          f"the experiment asks for {cfg['model']['name']!r}")
     dm = build_datamodule(cfg, info.input_kind, source_hp["feature_spec"] if source_hp else None)
     dm.prepare_data()
+    if source_hp and info.input_kind == "lines_1d":
+        dm.target_names = window_targets(dm.target_names, source_hp["target_names"])
+        if (cfg["data"]["lines"] or DEFAULTS["data"]["lines"]) == "nist":
+            dm.target_names = _usable_in_target(dm, source_hp["feature_spec"])
     dm.setup()
-    model_config = dict(source_hp["model_config"]) if source_hp else _model_config(cfg, dm)
+    model_config = (finetune_model_config(cfg["model"]["name"], source_hp["model_config"],
+                                          cfg["model"]["overrides"])
+                    if source_hp else _model_config(cfg, dm))
     model_config["n_outputs"] = len(dm.target_names)
     mean, std = dm.target_stats()
     if not cfg["train"]["standardize_targets"]:
         mean, std = np.zeros_like(mean), np.ones_like(std)
     t = cfg["train"]
+    precision, channels_last = resolve_training(t, info.input_kind)  # "auto": by the hardware
     # Refitted on the target's training split in transfer too (as AdaBN refits batch-norm
     # statistics): slag-fitted scaling would put steel pixels far outside the trained range.
     in_mean, in_std = dm.input_stats() if cfg["data"]["preprocessing"].get("standardize", True) else (None, None)
     module = SpectraRegressor(cfg["model"]["name"], model_config, dm.target_names, mean.tolist(),
                               std.tolist(), dm.feature_spec.to_dict(), dm.ds.wavelengths.tolist(),
                               lr=t["lr"], lr_step=t["lr_step"], lr_gamma=t["lr_gamma"],
-                              weight_decay=t["weight_decay"], channels_last=t["channels_last"],
+                              lr_schedule=t["lr_schedule"],
+                              weight_decay=t["weight_decay"], channels_last=channels_last,
                               freeze_features=bool(transfer), input_mean=in_mean, input_std=in_std)
     callbacks = list(callbacks or [])
     reinitialised = []
     if transfer:
-        reinitialised = load_pretrained(module, source_ckpt)
+        reinit_output = not output_layer_matches(dm.target_names, source_hp["target_names"])
+        if reinit_output:
+            print(f"transfer: targets {dm.target_names} differ from the pre-training's "
+                  f"{source_hp['target_names']}; the output layer is re-initialised",
+                  file=sys.stderr)
+        reinitialised = load_pretrained(module, source_ckpt, reinit_output=reinit_output)
         callbacks.append(FreezeFeatures(transfer.get("unfreeze_at_epoch"), transfer.get("unfreeze_lr")))
     has_val = len(dm.split.val) > 0
     workdir = Path(tempfile.mkdtemp(prefix="saca-run-"))
     ckpt_cb = ModelCheckpoint(dirpath=workdir, monitor="val_loss" if has_val else None,
                               save_top_k=1, save_last=False, filename="best")
     callbacks.append(ckpt_cb)
-    if t["early_stopping"] and has_val:
+    if t["early_stopping"]:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", **t["early_stopping"]))
     logger = MLFlowLogger(experiment_name=cfg["tracking"]["experiment"],
                           run_name=cfg["tracking"]["run_name"] or cfg["name"],
                           tracking_uri=tracking.tracking_uri(), log_model=False,
                           artifact_location=tracking.artifact_location(),
-                          tags={**(tags or {}),
+                          tags={**(tags or {}), "precision": precision,
+                                "channels_last": str(channels_last).lower(),
                                 **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
     trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
-                         precision=t["precision"], logger=logger, callbacks=callbacks,
+                         precision=precision, logger=logger, callbacks=callbacks,
                          deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
                          fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
-                         num_sanity_val_steps=0, enable_model_summary=progress)
+                         num_sanity_val_steps=0, enable_model_summary=progress,
+                         limit_val_batches=None if has_val else 0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         try:
@@ -148,7 +210,7 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
             exc.run_id = logger.run_id
             raise
         best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
-        test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False)[0]
+        test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     final_ckpt = workdir / "model.ckpt"
     trainer.save_checkpoint(final_ckpt)
     run_id = logger.run_id

@@ -1,0 +1,450 @@
+"""The transfer study: does pre-training on slag help on 10 or 20 carbon steels?
+
+TrCSL's central claim (Ma et al., JAAS 2025, 40, 1810, Fig. 14, Sec. 3.4) is an R2 of 0.98 for Mn
+on 20 carbon steels after transfer from slag, where PLSR needs about 90 samples. A 7:3 split of
+20 samples tests on 6, and an R2 over 6 points moves by tenths from one split to the next, so one
+split decides nothing. Here every sample count gets ``Mode.transfer_repeats`` random draws (a
+subset of the samples, then 7:3 by sample, drawn exactly as ``saca-lab compare`` draws them:
+:func:`saca_lab.compare.plan.size_split_spec`) and six models are fitted on every draw:
+
+(a) TrCSL-1D pre-trained on slag, feature extractor frozen, head fine-tuned (the paper's transfer);
+(b) the same, all layers fine-tuned from the first epoch, the features at a lower learning rate;
+(c) the same network trained from scratch on the draw's carbon-steel training samples;
+(d) PLSR (:class:`~saca_lab.baselines.PLSRCV`, components chosen by CV on the training samples);
+(e) PCA-PLS;
+(f) GLL (the Gaussian-NLL network of TrCSL ref. 35).
+
+Every model sees the same input: the line windows, airPLS and min-max of the slag pre-training,
+read from its checkpoint (the 1D models in every mode: the 2D network has no line-window form,
+and GLL and the baselines need one input for all). The deep models fit the four elements
+jointly on groups of ``Mode.shots`` shots, as the paper fine-tunes; PLSR and PCA-PLS fit one
+element at a time on each sample's mean spectrum. Every epoch count is fixed in the Mode; no
+choice looks at the test samples.
+
+Reported per element (Mn first, then Cr, Cu, C): mean +- std of the per-sample test R2 over the
+draws, and paired comparisons of (a) with every other model: the R2 difference on each draw, its
+mean, standard deviation, 95 % t-interval and the fraction of draws (a) wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from saca_lab.data.splits import Split, make_split
+from saca_lab.errors import InputError
+from saca_lab.io import atomic_path, save_figure
+from saca_lab.reproduce import paper
+from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
+from saca_lab.reproduce.figs_training import MN_FIRST, _common, r2
+
+MODEL_1D = "trcsl_1d"
+MODELS = ("head", "all", "scratch", "plsr", "pca_pls", "gll")
+LABELS = {"head": "(a) TrCSL transfer, head", "all": "(b) TrCSL transfer, all layers",
+          "scratch": "(c) TrCSL from scratch", "plsr": "(d) PLSR", "pca_pls": "(e) PCA-PLS",
+          "gll": "(f) GLL"}
+SHORT = {"head": "(a) TrCSL\nhead", "all": "(b) TrCSL\nall layers", "scratch": "(c) TrCSL\nscratch",
+         "plsr": "(d) PLSR", "pca_pls": "(e) PCA-PLS", "gll": "(f) GLL"}
+BASELINES = ("plsr", "pca_pls")
+#: (a) against each other model, paired by draw.
+PAIRS = tuple(("head", other) for other in MODELS if other != "head")
+#: Fewest samples a draw can split 7:3 and still score: as ``saca-lab compare``.
+MIN_SIZE = 5
+FIT_COLUMNS = ("size", "draw", "model", "element", "r2", "rmse", "n_train", "n_test",
+               "train_samples", "test_samples", "seconds", "run_id")
+SUMMARY_COLUMNS = ("size", "element", "model", "other", "n", "mean", "std", "ci_low", "ci_high",
+                   "wins")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One random subset of the carbon-steel samples, split 7:3: every model fits on it."""
+
+    size: int
+    repeat: int
+    spec: dict     # the ``data.split`` mapping that reproduces it in a training config
+    split: Split
+
+
+def paired_difference(a, b) -> dict:
+    """Paired comparison of two models scored on the same draws.
+
+    Parameters
+    ----------
+    a, b : sequence of float
+        Scores of the two models, ``a[i]`` and ``b[i]`` on draw ``i``. Draws where either is
+        NaN are left out.
+
+    Returns
+    -------
+    dict
+        ``n`` (draws compared), ``mean`` and ``std`` (sample std, ``ddof=1``) of ``a - b``, the
+        95 % Student-t interval of the mean (``ci_low``, ``ci_high``; NaN below two draws) and
+        ``wins``, the fraction of draws with ``a > b`` (ties are not wins).
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need equal lengths, got {a.shape} and {b.shape}")
+    d = (a - b)[np.isfinite(a) & np.isfinite(b)]
+    n = int(d.size)
+    nan = float("nan")
+    if n == 0:
+        return {"n": 0, "mean": nan, "std": nan, "ci_low": nan, "ci_high": nan, "wins": nan}
+    mean = float(d.mean())
+    std = float(d.std(ddof=1)) if n > 1 else nan
+    half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else nan
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half,
+            "wins": float(np.mean(d > 0))}
+
+
+def plan_draws(n_samples: int, sizes, repeats: int, seed: int = 0) -> tuple[list[Draw], list[str]]:
+    """Every draw of the study, and notes on sizes capped at the dataset's sample count.
+
+    A size above ``n_samples`` becomes ``n_samples`` (each draw then differs only in its 7:3
+    split), so a small test dataset still runs the figure.
+    """
+    from saca_lab.compare.plan import parse_sizes, size_split_spec
+
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise InputError(f"transfer_repeats must be a positive integer, got {repeats!r}")
+    if n_samples < MIN_SIZE:
+        raise InputError(f"carbon_steel: the transfer study needs at least {MIN_SIZE} samples "
+                         f"(3 to train, 2 to test), the dataset has {n_samples}")
+    notes, usable = [], []
+    for size in parse_sizes(sizes):
+        if size < MIN_SIZE:
+            raise InputError(f"transfer_sizes: {size} is too small for a 7:3 split by sample "
+                             f"(need at least {MIN_SIZE})")
+        if size > n_samples:
+            notes.append(f"size {size} capped at the dataset's {n_samples} samples")
+            size = n_samples
+        if size not in usable:
+            usable.append(size)
+    draws = []
+    for size in usable:
+        for r in range(repeats):
+            spec = size_split_spec(size, r, seed)
+            draws.append(Draw(size, r, spec, make_split(n_samples, spec)))
+    return draws, notes
+
+
+def _feature_spec(run_id: str) -> dict:
+    """The input of the pre-trained network (windows, airPLS, min-max), from its checkpoint."""
+    from saca_lab.training.checkpoint import load_checkpoint
+    from saca_lab.training.run import resolve_checkpoint
+
+    ckpt = load_checkpoint(resolve_checkpoint(run_id))
+    spec = ckpt["hyper_parameters"]["feature_spec"]
+    if spec["input_kind"] != "lines_1d":
+        raise InputError(f"transfer: pre-training run {run_id} is not a line-window model "
+                         f"({spec['input_kind']})")
+    return spec
+
+
+def _feature_overrides(spec: dict) -> list[str]:
+    """Config overrides that give a network trained from scratch the pre-training's input."""
+    lines = None if spec.get("lines") is None else [float(w) for w in spec["lines"]]
+    return [f"data.lines={json.dumps(lines)}", f"data.half_width={int(spec['half_width'])}",
+            f"data.preprocessing.airpls={json.dumps(spec['airpls'])}",
+            f"data.preprocessing.minmax={json.dumps(bool(spec['minmax']))}"]
+
+
+def _deep_runs(ctx: Context, draw: Draw, pre: dict, spec: dict) -> dict[str, tuple[dict, float]]:
+    """Models (a), (b), (c) and (f) on one draw: run result and seconds (0 when reused)."""
+    m = ctx.mode
+    base = [f"data.dataset={json.dumps(m.carbon_steel)}", f"data.shots={m.shots}",
+            f"data.split={json.dumps(draw.spec)}", f"seed={draw.spec['seed']}",
+            "tracking.log_model=false"]
+    targets = f"data.targets={json.dumps(list(pre['targets']))}"
+    features = _feature_overrides(spec)
+    finetune = f"{MODEL_1D}_finetune_carbon_steel"
+    jobs = {
+        "head": (finetune, [f"train.max_epochs={m.finetune_epochs}", f"transfer.from={pre['run_id']}"]),
+        "all": (finetune, [f"train.max_epochs={m.finetune_epochs}", f"transfer.from={pre['run_id']}",
+                           "transfer.unfreeze_at_epoch=0",
+                           f"transfer.unfreeze_lr={m.transfer_unfreeze_lr}"]),
+        "scratch": (finetune, ["transfer=null", f"train.max_epochs={m.transfer_scratch_epochs}",
+                               targets, *features]),
+        "gll": ("compare_gll", [f"train.max_epochs={m.gll_epochs}", targets, *features]),
+    }
+    out = {}
+    for model, (experiment, extra) in jobs.items():
+        name = f"name=transfer-{model}-n{draw.size}-d{draw.repeat}"
+        start = time.perf_counter()
+        result = ctx.train(experiment, [*base, *extra, name], figure="transfer")
+        out[model] = (result, 0.0 if result.get("reused") else time.perf_counter() - start)
+    return out
+
+
+def _baseline_scores(ds, spec: dict, draw: Draw, elements) -> dict[tuple[str, str], tuple[float, float, float]]:
+    """PLSR and PCA-PLS on one draw, one element at a time: (R2, RMSE, seconds)."""
+    from sklearn.metrics import mean_squared_error, r2_score
+    from threadpoolctl import threadpool_limits
+
+    from saca_lab.baselines import make_baseline
+    from saca_lab.data.features import FeatureSpec, dataset_features
+
+    x = np.asarray(dataset_features(ds, FeatureSpec.from_dict(spec), "average")[:, 0], dtype=np.float64)
+    y = ds.target_matrix(list(elements))
+    train, test = draw.split.train, draw.split.test
+    out = {}
+    # one BLAS thread: these fits are thin, and thread hand-offs dominate (see compare.fitting)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "y residual is constant")
+        for name in BASELINES:
+            for j, el in enumerate(elements):
+                start = time.perf_counter()
+                est = make_baseline(name).fit(x[train], y[train, j])
+                pred = est.predict(x[test])
+                out[(name, el)] = (float(r2_score(y[test, j], pred)),
+                                   float(np.sqrt(mean_squared_error(y[test, j], pred))),
+                                   time.perf_counter() - start)
+    return out
+
+
+def summarize(fits: list[dict], sizes, elements) -> list[dict]:
+    """Mean +- std per (size, element, model), then (a) against each other model, paired by draw."""
+    rows = []
+    for size in sizes:
+        for el in elements:
+            per = {mdl: {f["draw"]: f["r2"] for f in fits
+                         if f["size"] == size and f["element"] == el and f["model"] == mdl}
+                   for mdl in MODELS}
+            draws = sorted({d for v in per.values() for d in v})
+            for mdl in MODELS:
+                v = np.array([per[mdl].get(d, np.nan) for d in draws], dtype=float)
+                ok = v[np.isfinite(v)]
+                rows.append({"size": size, "element": el, "model": mdl, "other": "", "n": ok.size,
+                             "mean": float(ok.mean()) if ok.size else float("nan"),
+                             "std": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
+                             "ci_low": float("nan"), "ci_high": float("nan"), "wins": float("nan")})
+            for a, b in PAIRS:
+                diff = paired_difference([per[a].get(d, np.nan) for d in draws],
+                                         [per[b].get(d, np.nan) for d in draws])
+                rows.append({"size": size, "element": el, "model": a, "other": b, **diff})
+    return rows
+
+
+def _pick(summary: list[dict], size: int, element: str, model: str, other: str = "") -> dict:
+    return next(s for s in summary if s["size"] == size and s["element"] == element
+                and s["model"] == model and s["other"] == other)
+
+
+def _stat(s: dict) -> str:
+    return f"{fmt(s['mean'])} +- {fmt(s['std'])}" if s["n"] > 1 else fmt(s["mean"])
+
+
+def _diff_text(d: dict) -> str:
+    if d["n"] < 2:
+        return f"{d['mean']:+.3f} (1 draw)" if d["n"] else "nan"
+    return (f"{d['mean']:+.3f} +- {d['std']:.3f} (95% CI {d['ci_low']:+.3f} to {d['ci_high']:+.3f}; "
+            f"(a) better on {round(d['wins'] * d['n'])}/{d['n']} draws)")
+
+
+def _diff_verdict(d: dict) -> str:
+    """``agrees``: (a) better, the interval above 0; ``differs``: worse, below 0; ``partly``:
+    the draws do not resolve the difference."""
+    if d["n"] < 2 or not np.isfinite(d["ci_low"]):
+        return "n/a"
+    return "agrees" if d["ci_low"] > 0 else "differs" if d["ci_high"] < 0 else "partly"
+
+
+def write_csv(path: Path, rows: list[dict], columns) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)  # floats in full precision: the summary can be recomputed from the fits
+    return path
+
+
+def plot(fits: list[dict], summary: list[dict], sizes, elements, path: Path, label: str) -> Path:
+    """Bars (mean +- std over draws, a dot per draw) per element and size; the last column the
+    paired R2 differences of Mn (or the first element), (a) minus (c) and (a) minus (d)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncol = len(elements) + 1
+    fig, axes = plt.subplots(len(sizes), ncol, figsize=(3.3 * ncol, 3.6 * len(sizes)), squeeze=False)
+    x = np.arange(len(MODELS))
+    for i, size in enumerate(sizes):
+        for ax, el in zip(axes[i], elements, strict=False):
+            stats_ = [_pick(summary, size, el, mdl) for mdl in MODELS]
+            ax.bar(x, [s["mean"] for s in stats_], yerr=[np.nan_to_num(s["std"]) for s in stats_],
+                   capsize=3, color=["tab:blue", "tab:cyan", "tab:gray", "tab:orange", "tab:olive",
+                                     "tab:green"], alpha=0.8)
+            for k, mdl in enumerate(MODELS):
+                vals = [f["r2"] for f in fits if f["size"] == size and f["element"] == el and f["model"] == mdl]
+                ax.plot(np.full(len(vals), k), vals, "k.", ms=3, alpha=0.6)
+            if el == "Mn" and size == 20:
+                ax.axhline(paper.FIG14["trcsl_at20"], color="r", ls="--", lw=0.8, label="paper TrCSL")
+                ax.legend(fontsize=7, loc="lower left")
+            ax.axhline(0, color="k", lw=0.5)
+            ax.set_ylim(max(-1.5, min(-0.1, np.nanmin([s["mean"] for s in stats_]) - 0.3)), 1.05)
+            ax.set_xticks(x, [SHORT[m] for m in MODELS], fontsize=7, rotation=60)
+            ax.set_title(f"{el}, {size} samples", fontsize=9)
+            ax.set_ylabel("test R2 per draw" if el == elements[0] else "")
+        ax = axes[i][-1]
+        el = elements[0]
+        for k, other in enumerate(("scratch", "plsr")):
+            per = {}
+            for f in fits:
+                if f["size"] == size and f["element"] == el and f["model"] in ("head", other):
+                    per.setdefault(f["draw"], {})[f["model"]] = f["r2"]
+            d = [v["head"] - v[other] for v in per.values() if len(v) == 2]
+            ax.plot(np.full(len(d), k) + np.linspace(-0.1, 0.1, len(d)), d, "k.", ms=4)
+            s = _pick(summary, size, el, "head", other)
+            if s["n"] > 1:
+                ax.errorbar(k + 0.25, s["mean"], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                            fmt="o", color="tab:red", capsize=3)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_xticks([0, 1], ["(a) - (c)", "(a) - (d)"], fontsize=8)
+        ax.set_xlim(-0.5, 1.6)
+        ax.set_title(f"{el}, {size}: paired R2 difference\n(mean, 95% CI in red)", fontsize=9)
+    fig.suptitle(f"Transfer study on {label}: same draws for every model", fontsize=10)
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out
+
+
+def transfer(ctx: Context) -> FigureResult:
+    """The transfer study (see the module docstring); writes transfer.csv,
+    transfer_summary.csv and transfer.png into the report folder."""
+    from saca_lab.reproduce.figs_training import ELEMENTS as PRETRAIN_ELEMENTS
+
+    m = ctx.mode
+    t0 = time.perf_counter()
+    res = FigureResult("transfer", "Transfer study: slag pre-training vs training on carbon steel "
+                                   "alone vs PLSR / PCA-PLS / GLL (1D line windows, same draws)")
+    ds = ctx.dataset("carbon_steel")
+    draws, notes = plan_draws(ds.shape[0], m.transfer_sizes, m.transfer_repeats)
+    sizes = list(dict.fromkeys(d.size for d in draws))
+    pre = ctx.train(f"{MODEL_1D}_pretrain_slag",
+                    _common(ctx, "slag", m.seeds[0], m.pretrain_epochs, dims="1d"), figure="transfer")
+    spec = _feature_spec(pre["run_id"])
+    targets = list(pre["targets"])
+    elements = [el for el in MN_FIRST if el in targets and el in ds.targets]
+    missing = [el for el in PRETRAIN_ELEMENTS if el not in elements]
+    if not elements:
+        raise InputError(f"transfer: none of {MN_FIRST} is a target of both the pre-training "
+                         f"({targets}) and {ds.path}")
+    fits: list[dict] = []
+    seconds = {mdl: [] for mdl in MODELS}
+    for draw in draws:
+        ids = ds.sample_ids
+        common = {"size": draw.size, "draw": draw.repeat, "n_train": draw.split.train.size,
+                  "n_test": draw.split.test.size,
+                  "train_samples": ";".join(str(ids[i]) for i in draw.split.train),
+                  "test_samples": ";".join(str(ids[i]) for i in draw.split.test)}
+        for mdl, (result, sec) in _deep_runs(ctx, draw, pre, spec).items():
+            seconds[mdl].append(sec)
+            for el in elements:
+                rmse = float(result["test_sample"].get(f"test_sample_rmse_{el}", float("nan")))
+                fits.append({**common, "model": mdl, "element": el, "r2": r2(result, el),
+                             "rmse": rmse, "seconds": sec, "run_id": result["run_id"]})
+        base = _baseline_scores(ds, spec, draw, elements)
+        for (mdl, el), (score, rmse, sec) in base.items():
+            fits.append({**common, "model": mdl, "element": el, "r2": score, "rmse": rmse,
+                         "seconds": sec, "run_id": ""})
+        for mdl in BASELINES:
+            seconds[mdl].append(sum(v[2] for (b, _), v in base.items() if b == mdl))
+        mn = {f["model"]: f["r2"] for f in fits if f["size"] == draw.size and f["draw"] == draw.repeat
+              and f["element"] == elements[0]}
+        ctx.log(f"transfer: n={draw.size} draw {draw.repeat}: {elements[0]} R2 "
+                + ", ".join(f"{k} {fmt(v, 2)}" for k, v in mn.items()))
+    summary = summarize(fits, sizes, elements)
+    csv_fits = write_csv(ctx.out_dir / "transfer.csv", fits, FIT_COLUMNS)
+    csv_summary = write_csv(ctx.out_dir / "transfer_summary.csv", summary, SUMMARY_COLUMNS)
+    res.images.append(plot(fits, summary, sizes, elements, ctx.out_dir / "transfer.png", ds.path.name))
+    if ctx.parent_run_id:
+        from saca_lab import tracking
+
+        for path in (csv_fits, csv_summary):
+            tracking.client().log_artifact(ctx.parent_run_id, str(path))
+    _rows(res, summary, sizes, elements, len([d for d in draws if d.size == sizes[-1]]))
+    elapsed = time.perf_counter() - t0
+    res.text = _text(m, summary, sizes, elements, seconds, elapsed, notes, missing, pre, len(draws))
+    return res
+
+
+def _rows(res: FigureResult, summary: list[dict], sizes, elements, n_draws: int) -> None:
+    el = elements[0]
+    for size in sizes:
+        ranking = sorted(MODELS, key=lambda k: -np.nan_to_num(_pick(summary, size, el, k)["mean"], nan=-1e9))
+        order = [k for k in ranking if k in ("head", "gll", "pca_pls")]
+        res.rows.append(Row("Transfer", f"{el} ranking at {size} samples (mean R2 over draws)",
+                            "TrCSL > GLL > PCA-PLS (Fig. 15)",
+                            " > ".join(f"{LABELS[k].split(')')[0]}) {fmt(_pick(summary, size, el, k)['mean'])}"
+                                       for k in ranking),
+                            "agrees" if order == ["head", "gll", "pca_pls"] else
+                            "partly" if order[0] == "head" else "differs",
+                            f"{n_draws} random 7:3 draws; (a)-(f) as in the transfer section"))
+        for other in ("scratch", "plsr"):
+            d = _pick(summary, size, el, "head", other)
+            res.rows.append(Row("Transfer", f"{el}: (a) TrCSL transfer minus {LABELS[other]}, "
+                                            f"{size} samples, paired by draw",
+                                "> 0" + (" (pre-training helps)" if other == "scratch" else
+                                         " (TrCSL beats PLSR below ~90 samples)"),
+                                _diff_text(d), _diff_verdict(d),
+                                "agrees: the 95% CI is above 0; differs: below 0; partly: "
+                                "the draws do not resolve it"))
+    size = sizes[-1]
+    head = _pick(summary, size, el, "head")
+    level = abs(head["mean"] - paper.FIG14["trcsl_at20"]) <= 0.05
+    diffs = {b: _pick(summary, size, el, "head", b) for b in ("plsr", "pca_pls", "gll")}
+    beats = [d["n"] > 1 and d["ci_low"] > 0 for d in diffs.values()]
+    loses = [d["n"] > 1 and d["ci_high"] < 0 for d in diffs.values()]
+    verdict = ("agrees" if level and all(beats) else
+               "differs" if any(loses) or (not level and not any(beats)) else "partly")
+    res.rows.append(Row(
+        "Transfer", f"TrCSL's claim: {el} R2 0.98 on {size} carbon steels, better than the baselines",
+        f"{paper.FIG14['trcsl_at20']} (Fig. 14); TrCSL > PLSR, PCA-PLS, GLL",
+        f"(a) {_stat(head)}; minus PLSR {diffs['plsr']['mean']:+.3f}, PCA-PLS "
+        f"{diffs['pca_pls']['mean']:+.3f}, GLL {diffs['gll']['mean']:+.3f}",
+        verdict,
+        f"level {'within' if level else 'not within'} 0.05 of 0.98; (a) better with 95% CI above 0 "
+        f"against {sum(beats)}/3 baselines, worse (CI below 0) against {sum(loses)}/3; "
+        f"{n_draws} draws" + ("" if size == 20 else "; the paper's claim is at 20 samples")))
+
+
+def _text(m, summary, sizes, elements, seconds, elapsed, notes, missing, pre, n_draws) -> str:
+    lines = [f"Carbon-steel dataset `{m.carbon_steel}`; {n_draws} draws "
+             f"({m.transfer_repeats} per size); draws and splits as `saca-lab compare` "
+             "(`data.split.subset`, `subset_seed` = `seed` = draw index). Pre-training: run "
+             f"`{pre['run_id']}` ({MODEL_1D} on `{m.slag}`, {m.pretrain_epochs} epochs"
+             f"{', reused' if pre.get('reused') else ''}). Epochs fixed in advance: (a), (b) "
+             f"{m.finetune_epochs}; (b) features at lr {m.transfer_unfreeze_lr}, head at the "
+             f"experiment's lr; (c) {m.transfer_scratch_epochs}; (f) {m.gll_epochs}. Deep models "
+             f"fit {', '.join(pre['targets'])} jointly on groups of {m.shots} shots; PLSR and "
+             "PCA-PLS one element at a time on sample means; all on the pre-training's line "
+             "windows. 1D models in every mode (the 2D network has no line-window input).", ""]
+    if notes:
+        lines += ["Sizes: " + "; ".join(notes) + ".", ""]
+    if missing:
+        lines += [f"Not in the study (not a target of the pre-training or dataset): {', '.join(missing)}.", ""]
+    for size in sizes:
+        lines += [f"Per-sample test R2, {size} samples (mean +- std over draws):", "",
+                  "| model | " + " | ".join(elements) + " |", "|---|" + "---|" * len(elements)]
+        lines += [f"| {LABELS[mdl]} | " + " | ".join(_stat(_pick(summary, size, el, mdl)) for el in elements) + " |"
+                  for mdl in MODELS]
+        lines += ["", f"Paired R2 differences, {size} samples ((a) minus the model; mean +- std, 95% CI, draws (a) wins):",
+                  "", "| (a) minus | " + " | ".join(elements) + " |", "|---|" + "---|" * len(elements)]
+        lines += [f"| {LABELS[b]} | " + " | ".join(_diff_text(_pick(summary, size, el, a, b)) for el in elements) + " |"
+                  for a, b in PAIRS]
+        lines += [""]
+    timing = ", ".join(f"{mdl} {np.mean(v):.1f} s" for mdl, v in seconds.items() if v)
+    lines += [f"Figure time {elapsed:.0f} s; mean time per fit (0 when reused; baselines: all "
+              f"elements of a draw): {timing}. Files: `transfer.csv` (every fit), "
+              "`transfer_summary.csv`, `transfer.png`."]
+    return "\n".join(lines)
