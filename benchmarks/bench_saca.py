@@ -111,7 +111,9 @@ def run_one(variant: str, seed: int, args) -> dict:
         checkpoint = resolve_checkpoint(run_id)
         # a checkpoint records the overrides, not the defaults: pin the variant's model options
         # so a run trained before a default changed rebuilds as it was trained
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        from saca_lab.training.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)  # the one safe loader, even for our own runs
         ckpt["hyper_parameters"]["model_config"].update(v["model"])
         checkpoint = str(Path(checkpoint).with_name("pinned.ckpt"))
         torch.save(ckpt, checkpoint)

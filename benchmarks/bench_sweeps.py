@@ -2,8 +2,8 @@
 
 Quick mode is what ``saca-lab sweep run ... --set`` gives a reduced reproduction: a reduced
 ``slag`` preset (``{preset: slag, samples: 30, shots: 30}``, shots averaged in groups of 5), a
-few epochs, bf16 with channels_last (the 2D model's fastest CPU setting, BENCHMARKS.md
-"TrCSL training time"). Every sweep runs in this process through
+few epochs, precision and memory format ``auto`` (bf16 with channels_last only where the CPU
+runs bf16 natively, BENCHMARKS.md "TrCSL training time"). Every sweep runs in this process through
 ``saca_lab.sweeps.run_sweep``, one worker with the machine's threads, on a fresh SQLite storage
 and MLflow store in a temporary folder; the dataset and its features are built once before any
 timing.
@@ -43,7 +43,7 @@ RATE_SWEEPS = ["fig9c_kernel_count", "s5_dropout", "joint_tpe"]
 
 def quick_overrides(epochs: int) -> list[str]:
     return ["data.dataset={preset: slag, samples: 30, shots: 30}", "data.shots=5",
-            f"train.max_epochs={epochs}", "train.precision=bf16-mixed", "train.channels_last=true"]
+            f"train.max_epochs={epochs}", "train.precision=auto", "train.channels_last=auto"]
 
 
 def variant(name: str, out: Path, **fields) -> Path:
