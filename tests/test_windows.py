@@ -7,7 +7,7 @@ import pytest
 
 from saca_lab.chemistry import to_elements
 from saca_lab.errors import InputError
-from saca_lab.preprocessing.windows import (
+from saca_lab.preprocessing.line_selection import (
     TRCSL_LINES,
     matrix_composition,
     select_lines,

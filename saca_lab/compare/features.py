@@ -27,7 +27,7 @@ import numpy as np
 
 from saca_lab.config import DEFAULTS
 from saca_lab.errors import InputError
-from saca_lab.preprocessing.windows import TRCSL_LINES
+from saca_lab.preprocessing.line_selection import TRCSL_LINES
 
 #: The paper's windows as wavelengths (what None meant in an older checkpoint's feature spec).
 PAPER_WAVELENGTHS: tuple[float, ...] = tuple(line.wavelength_nm for line in TRCSL_LINES)

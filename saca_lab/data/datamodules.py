@@ -22,7 +22,7 @@ from saca_lab.data.augment import SACA_AUGMENT, Augment
 from saca_lab.data.features import FeatureSpec, dataset_features
 from saca_lab.data.splits import Split, make_split
 from saca_lab.errors import InputError
-from saca_lab.preprocessing.windows import (
+from saca_lab.preprocessing.line_selection import (
     LINES_PER_ELEMENT,
     LineSelection,
     select_lines,
@@ -71,7 +71,7 @@ class SpectraDataModule(pl.LightningDataModule):
     lines : ``lines_1d`` inputs: ``"nist"`` (strongest unblended NIST lines of the target
         elements; a target without one is left out, with a message), ``"paper"`` (TrCSL's
         printed lines), wavelengths in nm, or None (``DEFAULTS["data"]["lines"]``, i.e. nist); see
-        :func:`~saca_lab.preprocessing.windows.select_lines`. Resolved in :meth:`setup`, after
+        :func:`~saca_lab.preprocessing.line_selection.select_lines`. Resolved in :meth:`setup`, after
         which :attr:`feature_spec` holds the wavelengths and :attr:`line_selection` the choice.
     lines_per_element : lines per target element for ``lines="nist"``.
     augment : ``{shift_nm, jitter}`` for training spectra, or None (:mod:`saca_lab.data.augment`).

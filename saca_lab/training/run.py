@@ -25,7 +25,7 @@ from saca_lab.data.datamodules import SpectraDataModule
 from saca_lab.data.splits import make_split
 from saca_lab.errors import InputError
 from saca_lab.models import model_info
-from saca_lab.preprocessing.windows import TRCSL_LINES
+from saca_lab.preprocessing.line_selection import TRCSL_LINES
 from saca_lab.runtime import resolve_training
 from saca_lab.training.checkpoint import load_checkpoint
 from saca_lab.training.module import SpectraRegressor

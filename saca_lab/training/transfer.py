@@ -10,7 +10,7 @@ is those points, so they cannot change. With ``data.lines: nist`` they were chos
 unblended and detectable in the *source* matrix (slag), which says nothing of the target one
 (carbon steel, ~97 % Fe): C 940.57 nm is usable in slag and undetectable next to Fe, Cu 327.40
 nm sits next to Fe 327.35 nm. So with ``data.lines: nist`` the fine-tune applies the same
-blend / detection rule (:func:`~saca_lab.preprocessing.windows.usable_windows`) to the
+blend / detection rule (:func:`~saca_lab.preprocessing.line_selection.usable_windows`) to the
 inherited windows against the major elements of the target's *training* samples, keeps every
 window as input, and drops from the fine-tune targets each element none of whose windows
 survives, with a message (:func:`target_windows`). This is simpler than choosing the
@@ -112,7 +112,7 @@ def window_targets(targets: list[str], source_targets: list[str]) -> list[str]:
     InputError
         If no target is left.
     """
-    from saca_lab.preprocessing.windows import target_element
+    from saca_lab.preprocessing.line_selection import target_element
 
     source_elements = {target_element(t) for t in source_targets}
     kept = [t for t in targets if target_element(t) in source_elements]
@@ -145,7 +145,7 @@ def target_windows(targets: list[str], lines, wavelengths, composition: dict) ->
     InputError
         If no target is left.
     """
-    from saca_lab.preprocessing.windows import target_element, usable_windows
+    from saca_lab.preprocessing.line_selection import target_element, usable_windows
 
     usable, dropped = usable_windows(lines, targets, wavelengths, composition)
     kept = [t for t in targets if target_element(t) in usable]
