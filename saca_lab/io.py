@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,4 +39,21 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure atomically (a PNG is never half-written)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    return Path(path)
+
+
+def write_rows_csv(path: str | os.PathLike, rows: Sequence[dict], columns: Sequence[str],
+                   float_format: str | None = None) -> Path:
+    """Rows (dicts) as a CSV with the given columns, written atomically.
+
+    ``float_format`` (e.g. ``".6g"``) shortens floats; ``None`` keeps full precision, so a
+    summary can be recomputed from the rows exactly.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            if float_format:
+                row = {k: (format(v, float_format) if isinstance(v, float) else v) for k, v in row.items()}
+            writer.writerow(row)
     return Path(path)

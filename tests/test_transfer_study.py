@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from saca_lab.errors import InputError
-from saca_lab.reproduce.figs_transfer import (
+from saca_lab.reproduce.transfer_stats import (
     MODELS,
     PAIRS,
     paired_difference,

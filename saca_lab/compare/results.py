@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import r2_score
 
-from saca_lab.io import atomic_path
+from saca_lab.io import write_rows_csv
 
 FIT_COLUMNS = ("model", "dataset", "element", "mode", "size", "repeat", "n_train", "n_test",
                "r2", "rmse", "fit_seconds", "params", "run_id")
@@ -84,11 +84,7 @@ def prediction_rows(fit, sample_ids: Sequence[str], index, y_true, y_pred) -> li
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict], columns: Sequence[str]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_rows_csv(path, rows, columns, float_format=".6g")
 
 
 def read_csv(path: str | os.PathLike) -> list[dict]:

@@ -147,7 +147,7 @@ def fig11(ctx: Context) -> FigureResult:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from saca_lab.reproduce.figs_transfer import paired_difference
+    from saca_lab.reproduce.transfer_stats import paired_difference
 
     elements = MN_FIRST
     res = FigureResult("fig11", f"TrCSL Fig. 11: without / with baseline correction ({ctx.mode.dims})")
