@@ -140,7 +140,8 @@ def test_transfer_figure_end_to_end(train_data, mlflow_tmp, tmp_path):
                 for m in (s["model"], s["other"])}
         want = paired_difference([pick[s["model"]][d] for d in ("0", "1")],
                                  [pick[s["other"]][d] for d in ("0", "1")])
-        assert float(s["mean"]) == pytest.approx(want["mean"], rel=1e-4, abs=1e-6), s
+        # C has no usable window in steel: the fine-tunes drop it, so its differences are NaN
+        assert float(s["mean"]) == pytest.approx(want["mean"], rel=1e-4, abs=1e-6, nan_ok=True), s
         assert int(s["n"]) == want["n"]
     rows = [r for r in _read(out / "paper_vs_ours.csv") if r["figure"] == "Transfer"]
     assert any(r["quantity"].startswith("TrCSL's claim") for r in rows)
