@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
         "limit_train_batches": None,
         "accelerator": "auto",
         "devices": 1,
+        "strategy": "auto",       # Lightning strategy: auto | ddp | ddp_spawn | ... (train.devices > 1)
+        "checkpoint_every": 10,   # epochs between resumable last-epoch checkpoints (0: never)
     },
     "transfer": None,             # {from: RUN_ID | checkpoint path, unfreeze_at_epoch:, unfreeze_lr:}
     "tracking": {"experiment": None, "run_name": None, "log_model": True},
