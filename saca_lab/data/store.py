@@ -29,6 +29,7 @@ import numpy as np
 from saca_lab import __version__
 from saca_lab.data.table import SpectralTable
 from saca_lab.errors import InputError
+from saca_lab.io import DIR_MODE
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -148,6 +149,7 @@ class DatasetWriter:
         }
         with open(self._tmp / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=2, default=_json_default)
+        os.chmod(self._tmp, DIR_MODE)  # mkdtemp's 0700 would hide a shared dataset from the group
         if self.out_dir.exists():
             # Swap rather than delete-then-rename so a crash never leaves no dataset at all.
             old = self.out_dir.with_name(f".{self.out_dir.name}.old")
