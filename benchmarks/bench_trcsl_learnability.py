@@ -1,4 +1,4 @@
-"""In-domain learnability of the 1D TrCSL-family models (issue 11, section 8).
+"""In-domain learnability of the TrCSL-family models (issue 11, section 8).
 
 Each 1D model (``trcnn_1d``, ``trcnn_se_1d``, ``trcnn_lstm_1d``, ``trcsl_1d``) is trained from
 scratch on the ``slag`` preset as the quick reproduction builds it (100 samples x 20 shots, shots
@@ -7,6 +7,10 @@ protocol, for ``--epochs`` epochs, and its test R2 for Mn and Cr is compared wit
 (``saca_lab.baselines``, components by grouped 5-fold CV on the training samples) fitted on the
 same split and the same line-window features (airPLS -> min-max -> windows). Goal: the deep
 model within 0.05 of PLSR.
+
+``--dims 2d`` does the same for the 2D ``trcsl`` (``experiments/trcsl_pretrain_slag.yaml``,
+125 x 131 spectral images); PLSR then fits the same pixels, flattened (airPLS -> min-max ->
+image). Its results go to their own section ("TrCSL learnability, 2D"), so the 1D tables stay.
 
 The test R2 is over test spectra (items), as the runs log it (``test_r2_<element>``), for both.
 Every choice is fixed in advance: the epochs, the final-epoch weights (no validation split, no
@@ -46,11 +50,14 @@ from saca_lab.runtime import resolve_precision  # noqa: E402
 from saca_lab.training.run import build_datamodule, run_experiment  # noqa: E402
 
 MODELS = ("trcnn_1d", "trcnn_se_1d", "trcnn_lstm_1d", "trcsl_1d")
+MODELS_2D = ("trcsl",)
 ELEMENTS = ("Mn", "Cr")
 GOAL = 0.05
 DATASET = "{preset: slag, samples: 100, shots: 20}"
 #: ``--set`` overrides for every run (deep and PLSR's data module)
 COMMON: list[str] = []
+#: ``--dims``: which inputs PLSR fits (the deep models' own)
+DIMS: list[str] = ["1d"]
 
 
 class LearningCurve(pl.Callback):
@@ -104,14 +111,17 @@ def deep_run(model: str, seed: int, epochs: int, every: int, extra=()) -> dict:
 
 
 def plsr_run(seed: int, extra=()) -> dict:
-    """PLSRCV per element on the deep models' split and line-window features."""
-    cfg = load_config(project_dir("experiments") / "trcsl_1d_pretrain_slag.yaml",
+    """PLSRCV per element on the deep models' split and features (line windows, or with
+    ``--dims 2d`` the image pixels, flattened)."""
+    two_d = DIMS[0] == "2d"
+    cfg = load_config(project_dir("experiments") / ("trcsl_pretrain_slag.yaml" if two_d else "trcsl_1d_pretrain_slag.yaml"),
                       overrides(seed, 1, extra))
-    dm = build_datamodule(cfg, "lines_1d")
+    dm = build_datamodule(cfg, "image_2d" if two_d else "lines_1d")
     dm.prepare_data()
     dm.setup()
     x_tr, y_tr, g_tr = dm._part(dm.split.train)
     x_te, y_te, _ = dm._part(dm.split.test)
+    x_tr, x_te = x_tr.reshape(len(x_tr), -1), x_te.reshape(len(x_te), -1)
     r2, comps = {}, {}
     for el in ELEMENTS:
         j = dm.target_names.index(el)
@@ -119,7 +129,7 @@ def plsr_run(seed: int, extra=()) -> dict:
         r2[el] = float(r2_score(y_te[:, j], np.ravel(pls.predict(x_te))))
         comps[el] = int(pls.n_components_)
     return {"seed": seed, "r2": r2, "components": comps, "n_features": x_tr.shape[1],
-            "lines": [round(v, 3) for v in dm.feature_spec.lines], "targets": dm.target_names,
+            "lines": [round(v, 3) for v in dm.feature_spec.lines or ()], "targets": dm.target_names,
             "dropped": dict(dm.line_selection.dropped) if dm.line_selection else {}}
 
 
@@ -167,7 +177,9 @@ def curves(deep: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", nargs="+", default=list(MODELS))
+    ap.add_argument("--dims", choices=("1d", "2d"), default="1d",
+                    help="1d: the line-window models; 2d: the 2D trcsl on spectral images")
+    ap.add_argument("--models", nargs="+", help=f"default {list(MODELS)}, with --dims 2d {list(MODELS_2D)}")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=150)
     ap.add_argument("--every", type=int, default=25, help="learning-curve interval (epochs)")
@@ -187,6 +199,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     COMMON[:] = args.extra
+    DIMS[:] = [args.dims]
+    two_d = args.dims == "2d"
+    args.models = args.models or list(MODELS_2D if two_d else MODELS)
 
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
@@ -220,8 +235,9 @@ def main(argv=None) -> int:
         text += "\n" + "\n".join(vrows)
     print(text)
     p0 = plsr[args.seeds[0]]
-    info = (f"{len(p0['lines'])} windows ({p0['n_features']} features), targets {p0['targets']}, "
-            f"lines {p0['lines']}; PLSR components {[plsr[s]['components'] for s in args.seeds]}")
+    info = ((f"{p0['n_features']} image pixels" if two_d else
+             f"{len(p0['lines'])} windows ({p0['n_features']} features), lines {p0['lines']}")
+            + f", targets {p0['targets']}; PLSR components {[plsr[s]['components'] for s in args.seeds]}")
     print(info)
     variants_used = sorted({f"{d['model']}:{d['extra'][0]}" for d in variants})
     if args.json:
@@ -231,24 +247,25 @@ def main(argv=None) -> int:
         # runs saved before the precision was resolved say "auto"
         precision = ", ".join(sorted({resolve_precision(d["precision"]) for d in deep}))
         notes = args.notes.read_text().strip() + "\n\n" if args.notes else ""
-        body = (f"## TrCSL learnability\n\n{machine()}\n\n"
-                f"`python benchmarks/bench_trcsl_learnability.py --seeds {' '.join(map(str, args.seeds))} "
-                f"--epochs {args.epochs}"
-                + "".join(f" --set {v}" for v in args.extra)
+        body = (f"## TrCSL learnability{', 2D' if two_d else ''}\n\n{machine()}\n\n"
+                f"`python benchmarks/bench_trcsl_learnability.py{' --dims 2d' if two_d else ''} "
+                f"--seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}"
+                + "".join(f" --set '{v}'" if " " in v else f" --set {v}" for v in args.extra)
                 + "".join(f" --variant {v}" for v in variants_used) + "` (torch threads: "
                 f"{args.threads})\n\n"
-                f"Each 1D model trained from scratch with its `experiments/<model>_pretrain_slag.yaml` "
-                f"protocol (4 targets C, Cu, Mn, Cr; `data.lines: nist`; precision {precision}) on the "
+                f"Each {'2D' if two_d else '1D'} model trained from scratch with its `experiments/<model>_pretrain_slag.yaml` "
+                f"protocol (4 targets C, Cu, Mn, Cr; "
+                f"{'125 x 131 spectral images' if two_d else '`data.lines: nist`'}; precision {precision}) on the "
                 f"quick slag set (100 samples x 20 shots, groups of 10 -> 2 spectra per sample, 7:3 "
                 f"split by sample, split seed = run seed), {args.epochs} epochs, final-epoch weights. "
                 f"PLSR: `PLSRCV` per element, components by grouped 5-fold CV on the training "
-                f"samples, on the same split and the same line-window features. R2 over test "
+                f"samples, on the same split and the same {'image pixels' if two_d else 'line-window features'}. R2 over test "
                 f"spectra. Goal: within {GOAL} of PLSR (diff >= -{GOAL}). *wall s*: one whole run (data "
                 f"module, fit, test, MLflow), on cores shared with other jobs. Features: {info}.\n\n"
                 f"{text}\n\n{summary(main_rows, plsr)}\n\n{notes}"
                 f"Learning curves (diagnosis only; nothing is selected from them):\n\n"
                 f"{curves(deep)}\n")
-        update_section("trcsl-learnability", body)
+        update_section("trcsl-learnability-2d" if two_d else "trcsl-learnability", body)
     return 0
 
 

@@ -102,6 +102,8 @@ def parse_composition(text: str) -> dict[str, float]:
             raise InputError(f"composition item {item!r} is not NAME=PERCENT")
         key, _, value = item.partition("=")
         key = key.strip()
+        if key in comp:  # which value would win is a guess the user should not have to make
+            raise InputError(f"composition: {key} is given twice")
         try:
             comp[key] = float(value)
         except ValueError:

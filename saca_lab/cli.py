@@ -31,9 +31,12 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="number of samples (preset default otherwise)")
     p.add_argument("--shots", type=int, help="shots per sample (preset default; 1 for --composition)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--instrument", help="trcsl or saca (preset default; trcsl for --composition)")
+    p.add_argument("--instrument", help="trcsl, trcsl-b (a second TrCSL-type unit, for "
+                                        "calibration transfer) or saca (preset default; trcsl "
+                                        "for --composition)")
     p.add_argument("--nuisance", help="sample- and session-level nuisance (preset only): none, "
-                                      "calibrated or a JSON object of levels (preset default)")
+                                      "calibrated or a JSON object of levels (default: the "
+                                      "preset's, calibrated for slag, carbon-steel, stainless)")
     p.add_argument("--matrix", help="steel, slag, stainless-spark or rock (--composition only; "
                                     "default: slag for oxides, else steel)")
     p.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
@@ -66,6 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.max_epochs=5 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="continue this unfinished MLflow run from its last checkpoint (same "
+                        "experiment file and --set values; see train.checkpoint_every)")
 
     p = sub.add_parser("predict", help="predict compositions of raw spectra with a trained model")
     p.add_argument("--model", required=True, help="MLflow run id, runs:/RUN_ID, or checkpoint path")
@@ -194,10 +200,14 @@ def _cmd_train(args) -> int:
     from saca_lab.runtime import tune_allocator
 
     tune_allocator()
+    from saca_lab.training.resume import mark_dead_runs
     from saca_lab.training.run import run_experiment
 
-    cfg = load_config(args.experiment, args.overrides)
-    result = run_experiment(cfg, progress=not args.quiet)
+    cfg = load_config(args.experiment, args.overrides)  # bad input: exit 2 before touching MLflow
+    mark_dead_runs()
+    result = run_experiment(cfg, progress=not args.quiet, resume=args.resume)
+    if result["run_id"] is None:  # a rank > 0 of train.strategy: ddp; rank 0 tests and reports
+        return 0
     print(f"run {result['run_id']} ({cfg['tracking']['experiment']})")
     for name in result["targets"]:
         r2 = result["test_sample"].get(f"test_sample_r2_{name}", float("nan"))

@@ -2,7 +2,8 @@
 
 An experiment file names a model, a dataset, targets, a split, preprocessing and training
 settings; everything it leaves out comes from :data:`DEFAULTS`. The resolved configuration is
-what a run logs, so a run can be repeated from its logged config alone.
+what a run logs, so a run can be repeated from its logged config alone. Types, ranges and
+defaults of every field live in :mod:`saca_lab.schema`; :func:`validate` checks against it.
 """
 
 from __future__ import annotations
@@ -15,51 +16,13 @@ from typing import Any
 
 import yaml
 
+from saca_lab import schema
 from saca_lab.errors import InputError
+from saca_lab.schema import LR_SCHEDULES  # noqa: F401  (re-exported: training/module.py)
 
-#: Learning-rate schedules of ``train.lr_schedule`` (see saca_lab/training/module.py).
-LR_SCHEDULES = ("step", "cosine", "constant")
-
-DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "seed": 0,
-    "model": {"name": None, "overrides": {}},
-    "data": {
-        "dataset": None,          # a dataset directory, or {preset: NAME, samples:, shots:, seed:}
-        "targets": None,          # element / oxide names; default: all of the dataset's targets
-        "split": {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "folds": None, "fold": None,
-                  "subset": None, "subset_seed": None},  # subset: draw N samples, split those
-        "shots": "average",       # "average" | "each" | an int k: mean of each k consecutive shots
-        "preprocessing": {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True,
-                          "standardize": True},  # per-feature, fitted on the training split
-        "lines": "nist",          # lines_1d models: nist | paper | air wavelengths (nm), see windows.py
-        "lines_per_element": 3,   # lines: nist
-        "half_width": 5,
-        "augment": None,          # {shift_nm:, jitter:} on training data only (SACA; data/augment.py)
-        "batch_size": 32,
-        "num_workers": 0,
-    },
-    "train": {
-        "max_epochs": 100,
-        "lr": 0.01,
-        "lr_schedule": "step",    # step | cosine | constant (training/module.py)
-        "lr_step": 100,           # epochs, or a fraction of max_epochs when < 1
-        "lr_gamma": 0.1,
-        "weight_decay": 0.0,
-        "early_stopping": None,   # {patience:, min_delta:} monitors val_loss (SACA)
-        "precision": "auto",      # bf16-mixed where the device runs bf16 natively, else 32-true
-        "channels_last": "auto",  # true only for 2D inputs in bf16 on a CPU (saca_lab/runtime.py)
-        "standardize_targets": True,
-        "fast_dev_run": False,
-        "limit_train_batches": None,
-        "accelerator": "auto",
-        "devices": 1,
-        "strategy": "auto",       # Lightning strategy: auto | ddp | ddp_spawn | ... (train.devices > 1)
-        "checkpoint_every": 10,   # epochs between resumable last-epoch checkpoints (0: never)
-    },
-    "transfer": None,             # {from: RUN_ID | checkpoint path, unfreeze_at_epoch:, unfreeze_lr:}
-    "tracking": {"experiment": None, "run_name": None, "log_model": True},
-}
+#: The default configuration, generated from the typed schema (saca_lab/schema.py), which
+#: owns every field's type, range and default.
+DEFAULTS: dict[str, Any] = schema.defaults()
 
 _TOP_LEVEL = set(DEFAULTS)
 
@@ -83,22 +46,37 @@ def deep_merge(base: Mapping, update: Mapping, where: str = "") -> dict:
     return out
 
 
-def _check_keys(cfg: Mapping, defaults: Mapping, where: str, source: str) -> None:
-    open_sections = {"overrides", "dataset", "preprocessing", "augment", "early_stopping", "transfer"}
-    for key, value in cfg.items():
-        path = f"{where}.{key}" if where else key
-        if key not in defaults:
-            raise InputError(f"{source}: unknown field {path!r}; expected one of {sorted(defaults)}")
-        if isinstance(defaults[key], dict) and isinstance(value, Mapping) and key not in open_sections:
-            _check_keys(value, defaults[key], path, source)
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently, so ``{lr: 0.1, lr: 0.01}`` would leave the user guessing which value ran)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                break
+            if repeated:
+                raise InputError(f"{key!r} is given twice (line {key_node.start_mark.line + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as :func:`yaml.safe_load` reads it, with repeated mapping keys refused."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
 
 
 def parse_value(text: str) -> Any:
     """``--set`` values are YAML scalars: ``3``, ``0.1``, ``true``, ``[Mn, Cr]``, ``null``."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as e:
         raise InputError(f"cannot parse value {text!r}: {e}") from None
+    except InputError as e:
+        raise InputError(f"value {text!r}: {e}") from None
 
 
 def apply_overrides(cfg: dict, overrides: Sequence[str]) -> dict:
@@ -123,66 +101,37 @@ def apply_overrides(cfg: dict, overrides: Sequence[str]) -> dict:
     return cfg
 
 
+def check_overrides(overrides: Sequence[str], source: str = "--set") -> None:
+    """Type-check ``KEY=VALUE`` items on their own, before the config they change is read
+    (``compare`` checks its ``--set`` before it resolves a dataset)."""
+    schema.check(apply_overrides({}, overrides), source, partial=True)
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
     """Read an experiment YAML, apply overrides, fill defaults and validate."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"experiment file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise InputError(f"{path}: invalid YAML: {e}") from None
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: an experiment file is a mapping of sections")
     raw = apply_overrides(raw, overrides)
-    _check_keys(raw, DEFAULTS, "", str(path))
     cfg = deep_merge(DEFAULTS, raw)
+    validate(cfg, str(path))  # before anything reads a field (a section may not be a mapping)
     cfg["name"] = cfg["name"] or path.stem
     cfg["tracking"]["experiment"] = cfg["tracking"]["experiment"] or cfg["name"]
-    validate(cfg, str(path))
     return cfg
 
 
 def validate(cfg: Mapping, source: str = "config") -> None:
-    if not cfg["model"].get("name"):
-        raise InputError(f"{source}: model.name is required")
-    if cfg["data"].get("dataset") is None:
-        raise InputError(f"{source}: data.dataset is required (a directory or {{preset: NAME}})")
-    split = cfg["data"]["split"]
-    if split.get("folds") is None:
-        fractions = [split[k] for k in ("train", "val", "test")]
-        if any(not isinstance(f, (int, float)) or f < 0 for f in fractions) or split["train"] <= 0:
-            raise InputError(f"{source}: data.split fractions must be >= 0 with train > 0")
-        if abs(sum(fractions) - 1.0) > 1e-6:
-            raise InputError(f"{source}: data.split train+val+test = {sum(fractions)}, must be 1")
-    else:
-        k, fold = split["folds"], split.get("fold")
-        if not isinstance(k, int) or k < 2 or not isinstance(fold, int) or not 0 <= fold < k:
-            raise InputError(f"{source}: data.split needs folds >= 2 and 0 <= fold < folds")
-    shots = cfg["data"]["shots"]
-    if not (shots in ("average", "each") or (isinstance(shots, int) and shots >= 1)):
-        raise InputError(f"{source}: data.shots must be 'average', 'each' or a positive integer")
-    if cfg["train"]["precision"] not in ("auto", "32-true", "32", "bf16-mixed", "16-mixed"):
-        raise InputError(f"{source}: train.precision must be auto, 32-true, bf16-mixed or 16-mixed")
-    if cfg["train"]["channels_last"] not in ("auto", True, False):
-        raise InputError(f"{source}: train.channels_last must be auto, true or false")
-    if int(cfg["train"]["max_epochs"]) < 1:
-        raise InputError(f"{source}: train.max_epochs must be >= 1")
-    if cfg["train"]["lr_schedule"] not in LR_SCHEDULES:
-        raise InputError(f"{source}: train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-                         f"got {cfg['train']['lr_schedule']!r}")
-    per = cfg["data"]["lines_per_element"]
-    if isinstance(per, bool) or not isinstance(per, int) or per < 1:
-        raise InputError(f"{source}: data.lines_per_element must be an integer >= 1, got {per!r}")
-    step = cfg["train"].get("lr_step")
-    if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
-        raise InputError(f"{source}: train.lr_step must be a positive number (epochs, or a "
-                         f"fraction of max_epochs when < 1), got {step!r}")
-    lines = cfg["data"].get("lines")
-    if not (lines is None or lines in ("nist", "paper") or (
-            isinstance(lines, list) and lines and all(isinstance(v, (int, float)) for v in lines))):
-        raise InputError(f"{source}: data.lines must be nist, paper or a list of wavelengths "
-                         f"(nm), got {lines!r}")
+    """Check a resolved config against :mod:`saca_lab.schema` (types, ranges, unknown and
+    required fields, the split's fractions, model overrides); InputError names the field."""
+    schema.check(cfg, source)
 
 
 def dump_config(cfg: Mapping) -> str:

@@ -125,3 +125,41 @@ def describe_auto_precision(accelerator: str = AUTO) -> str:
     layout = (", channels_last for 2D models" if resolve_channels_last(AUTO, precision, "image_2d",
                                                                         accelerator) else "")
     return f"auto -> {precision} ({device}{layout})"
+
+
+# --- several devices (``train.devices``, ``train.strategy``) ----------------------------------
+#
+# Lightning's own ``auto`` for several devices is ``ddp``, whose launcher re-runs the launching
+# command (``sys.argv``) once per extra rank. That suits a training script, not a library call:
+# inside pytest it would re-run the test session, inside a sweep worker or ``reproduce`` the whole
+# sweep or reproduction. ``ddp_spawn`` starts the ranks inside ``Trainer.fit`` and hands the
+# trained weights back to the calling process, which then tests and logs once. Its cost is the
+# start-up of the ranks (seconds) and pickling the module and data, small for our data sets.
+
+SPAWN = "ddp_spawn"
+
+
+def device_count(devices, accelerator: str = AUTO) -> int:
+    """How many devices ``train.devices`` asks for: a list's length, an integer, or for ``-1`` /
+    ``"auto"`` every visible GPU (one CPU device for ``"auto"`` on a CPU, as Lightning does)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str) and devices.strip() not in (AUTO, "-1"):
+        parts = [p for p in devices.split(",") if p.strip()]
+        return len(parts) if "," in devices else int(devices)
+    if devices in (AUTO, -1, "-1"):
+        import torch
+
+        if _uses_cuda(accelerator):
+            return torch.cuda.device_count()
+        return (os.cpu_count() or 1) if devices in (-1, "-1") else 1
+    return int(devices)
+
+
+def resolve_strategy(strategy: str, devices=1, accelerator: str = AUTO) -> str:
+    """Lightning's ``strategy`` for ``train.strategy``: ``auto`` becomes ``ddp_spawn`` when
+    ``train.devices`` asks for more than one device (see above), and stays ``auto`` otherwise;
+    any other value is returned unchanged."""
+    if strategy != AUTO:
+        return str(strategy)
+    return SPAWN if device_count(devices, accelerator) > 1 else AUTO

@@ -6,8 +6,12 @@ Runs go to ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifact
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import tempfile
+import time
+from contextlib import nullcontext
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
@@ -29,11 +33,92 @@ def artifact_location() -> str | None:
     return DEFAULT_ARTIFACT_ROOT.resolve().as_uri()
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores and in-memory SQLite)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+#: Tries to open a store that another process is creating right now.
+OPEN_ATTEMPTS = 4
+_opened: set[str] = set()
+
+
+def open_store(uri: str | None = None) -> None:
+    """Open the MLflow store once per process, creating its tables if it is new.
+
+    MLflow's SQLite store creates and migrates a new database without any lock (unlike its
+    job and workspace stores), so two processes opening one new ``mlflow.db`` at once can fail
+    on "table already exists" or a half-written schema version. Here the first open runs under
+    a file lock beside the database (``mlflow.db.init.lock``) and is retried; once the tables
+    exist, MLflow opens the file without migrating. Each MLflow session then waits up to 20 s
+    for another process's write (MLflow sets SQLite's ``busy_timeout``), and SQLite's own
+    locking keeps the file consistent.
+    """
+    import mlflow
+
+    uri = uri or tracking_uri()
+    if uri in _opened:
+        return
+    from saca_lab.locking import file_lock
+
+    db = sqlite_file(uri)
+    lock = file_lock(f"{db}.init.lock", waiting=f"another process is creating {db}") if db else nullcontext()
+    with lock:
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                mlflow.MlflowClient(uri).search_experiments(max_results=1)
+                break
+            except Exception:  # MLflow wraps the database's errors in its own types
+                if attempt + 1 == OPEN_ATTEMPTS:
+                    raise
+                time.sleep(1.0 + attempt)
+    _opened.add(uri)
+
+
 def client():
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.MlflowClient(tracking_uri())
+    uri = tracking_uri()
+    open_store(uri)
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient(uri)
+
+
+def experiment_id(name: str, mlflow_client=None) -> str:
+    """Id of the MLflow experiment ``name``, created if missing; safe when two processes
+    create it at once (the loser of the race reads the winner's)."""
+    from mlflow.exceptions import MlflowException
+
+    c = mlflow_client or client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=artifact_location())
+    except MlflowException:
+        exp = c.get_experiment_by_name(name)
+        if exp is None:  # not the race: a real error
+            raise
+        return exp.experiment_id
+
+
+def run_lock(key: str, waiting: str | None = None):
+    """A file lock for "is there a finished run with this key? else run it", so that two
+    processes needing the same run train it once: beside a SQLite store, else (a server) in
+    the temporary folder, which serialises the processes of one machine only. ``waiting`` is
+    printed when another process holds it."""
+    from saca_lab.locking import file_lock
+
+    uri = tracking_uri()
+    db = sqlite_file(uri)
+    folder = (db.parent / "locks" if db else
+              Path(tempfile.gettempdir()) / "saca-lab-locks" / hashlib.sha256(uri.encode()).hexdigest()[:12])
+    return file_lock(folder / f"run-{key}.lock", waiting=waiting or f"another process holds run {key}")
 
 
 def git_commit() -> str:

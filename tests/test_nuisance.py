@@ -1,5 +1,6 @@
 """Nuisance that does not average away (issue 16): reachability, identity at none, each source."""
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -41,7 +42,7 @@ def clean(tmp_path_factory):
 
 def test_none_is_todays_generator_byte_for_byte(clean):
     assert "nuisance" not in clean.provenance
-    assert "nuisance" not in preset_config("carbon-steel", n_samples=2, seed=5).describe()
+    assert "nuisance" not in preset_config("carbon-steel", n_samples=2, seed=5, nuisance="none").describe()
     if (np.__version__, libskit_version()) != (GOLDEN["numpy"], GOLDEN["libskit"]):
         pytest.skip("golden hashes were recorded with other numpy/libskit versions")
     assert _sha(clean) == GOLDEN["spectra"]
@@ -176,7 +177,7 @@ def test_settings_resolve_and_bad_levels_are_named():
     assert resolve_nuisance("calibrated", "slag") == CALIBRATED["slag"]
     cfg = preset_config("slag", n_samples=2, n_shots=1, nuisance="calibrated")
     assert cfg.describe()["nuisance"] == {"spec": "calibrated", "levels": CALIBRATED["slag"].to_dict()}
-    assert cfg.cache_key() != preset_config("slag", n_samples=2, n_shots=1).cache_key()
+    assert cfg.cache_key() != preset_config("slag", n_samples=2, n_shots=1, nuisance="none").cache_key()
     assert nuisance_tag("none") is None and nuisance_tag("calibrated") == "nuisance-calibrated"
     assert nuisance_tag({"heterogeneity": 0.1}) != nuisance_tag({"heterogeneity": 0.2})
     with pytest.raises(InputError, match="nuisance.ablated_mass_rsd"):
@@ -227,3 +228,44 @@ def test_command_line_nuisance(tmp_path, capsys):
         assert main(["simulate", *argv]) == 2
         assert "nuisance" in capsys.readouterr().err
     assert not any((tmp_path / name).exists() for name in ("a", "b", "c.csv"))
+
+
+def test_the_papers_presets_default_to_their_calibrated_level():
+    from saca_lab.spectra.presets import PRESETS
+
+    for name in ("slag", "carbon-steel", "stainless"):
+        assert PRESETS[name].nuisance == "calibrated"
+        cfg = preset_config(name, n_samples=2, n_shots=1)
+        assert cfg.describe()["nuisance"] == {"spec": "calibrated", "levels": CALIBRATED[name].to_dict()}
+    # spark OES: far smaller plasma and session effects than the LIBS presets
+    assert CALIBRATED["stainless"].ablated_mass_rsd < CALIBRATED["slag"].ablated_mass_rsd / 3
+    assert CALIBRATED["stainless"].session_gain_rsd < CALIBRATED["slag"].session_gain_rsd / 3
+
+
+def test_default_and_none_caches_never_mix_and_a_new_calibration_regenerates(tmp_path, monkeypatch):
+    from saca_lab.data.datamodules import resolve_dataset
+    from saca_lab.spectra import nuisance, simulate
+
+    monkeypatch.setattr(simulate, "default_jobs", lambda: 1)
+    spec = {"preset": "carbon-steel", "samples": 2, "shots": 1, "seed": 5}
+    clean = resolve_dataset({**spec, "nuisance": "none"}, data_root=str(tmp_path))
+    default = resolve_dataset(spec, data_root=str(tmp_path))
+    assert clean.path.name == "carbon-steel-samples2-shots1-seed5"
+    assert default.path.name == "carbon-steel-samples2-shots1-seed5-nuisance-calibrated"
+    assert "nuisance" not in clean.provenance and default.provenance["nuisance"]["spec"] == "calibrated"
+    # a new calibration replaces the calibrated cache (as a new generator version does) ...
+    original = CALIBRATED["carbon-steel"]
+    moved = dataclasses.replace(original, reference_horrat=0.9)
+    monkeypatch.setitem(nuisance.CALIBRATED, "carbon-steel", moved)
+    again = resolve_dataset(spec, data_root=str(tmp_path))
+    assert again.path == default.path
+    assert again.provenance["nuisance"]["levels"] == moved.to_dict()
+    # ... and never the `none` cache, which still holds today's spectra
+    assert resolve_dataset({**spec, "nuisance": "none"}, data_root=str(tmp_path)).provenance[
+        "config_hash"] == clean.provenance["config_hash"]
+    # a folder the user named is not replaced silently
+    named = resolve_dataset({**spec, "path": "mine"}, data_root=str(tmp_path))
+    monkeypatch.setitem(nuisance.CALIBRATED, "carbon-steel", original)
+    with pytest.raises(InputError, match="different dataset"):
+        resolve_dataset({**spec, "path": "mine"}, data_root=str(tmp_path))
+    assert named.provenance["nuisance"]["levels"] == moved.to_dict()

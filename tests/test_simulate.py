@@ -54,8 +54,12 @@ def test_dataset_layout_and_provenance(tiny_steel):
     # Every sample's composition closes to 100 % with Fe as the balance.
     totals = sum(ds.targets.values())
     np.testing.assert_allclose(totals, 100.0, atol=1e-6)
+    # the design covers the preset's ranges; the labels are reference analyses of it (the
+    # calibrated nuisance's reference error), a few % off
+    bulk = ds.table("bulk_targets")
     for el, (lo, hi) in {"C": (0.05, 1.0), "Mn": (0.3, 1.6), "Cu": (0.02, 0.5)}.items():
-        assert np.all((ds.targets[el] >= lo) & (ds.targets[el] <= hi))
+        assert np.all((bulk[el] >= lo) & (bulk[el] <= hi))
+        np.testing.assert_allclose(ds.targets[el], bulk[el], rtol=0.3)
     assert ds.array("shot_temperature").shape == (3, 40)
     assert set(ds.table("plasma")) >= {"temperature_K", "electron_density_m3", "length_m"}
 

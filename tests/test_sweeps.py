@@ -167,23 +167,26 @@ def test_interrupted_and_killed_workers_trials_are_retried(train_data, tracked):
 
 def test_hopeless_trial_is_pruned_and_failing_trial_does_not_stop(train_data, tracked, capsys):
     # GridSampler shuffles the grid with seed 0; this order of choices puts the learning trial
-    # (batch 8, lr 1e-3) before the diverging one (lr 1e3), after the two with batch size 0.
+    # (subset 8, lr 1e-3) before the diverging one (lr 1e3), after the two with subset 100.
+    # A subset of all 8 samples is the whole set; one of 100 fails only once the 8-sample
+    # dataset is read (a value the schema can refuse up front, batch size 0, never gets that far)
     sweep = write_sweep(tracked / "prune.yaml", train_data["slag"],
-                        space={"data.batch_size": {"type": "categorical", "choices": [8, 0]},
+                        space={"data.split.subset": {"type": "categorical", "choices": [8, 100]},
                                "train.lr": {"type": "categorical", "choices": [1e3, 1e-3]}},
                         pruner={"name": "median", "n_startup_trials": 1})
     url = f"sqlite:///{tracked}/optuna.db"
     study = run_sweep(sweep, storage=url)
-    states = {(t.params["data.batch_size"], t.params["train.lr"]): t.state.name
+    states = {(t.params["data.split.subset"], t.params["train.lr"]): t.state.name
               for t in study.get_trials()}
-    assert states == {(0, 1e-3): "FAIL", (0, 1e3): "FAIL", (8, 1e-3): "COMPLETE", (8, 1e3): "PRUNED"}
+    assert states == {(100, 1e-3): "FAIL", (100, 1e3): "FAIL", (8, 1e-3): "COMPLETE",
+                      (8, 1e3): "PRUNED"}
     pruned = next(t for t in study.get_trials() if t.state.name == "PRUNED")
     assert pruned.user_attrs["epochs"] == 1  # stopped after its first epoch
     run = mlflow.get_run(pruned.user_attrs["mlflow_run_id"])
     assert run.data.tags["pruned"] == "true" and run.info.status == "KILLED"
     assert run.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
     failed = next(t for t in study.get_trials() if t.state.name == "FAIL")
-    assert "batch_size" in failed.user_attrs["error"]
+    assert "data.split.subset" in failed.user_attrs["error"]
     out = capsys.readouterr().out
     assert f"trial {pruned.number:>3} PRUNED" in out and f"trial {failed.number:>3} FAIL" in out
 

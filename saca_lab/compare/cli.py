@@ -19,8 +19,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="preset name (slag, carbon-steel, stainless) or dataset directory")
     p.add_argument("--element", required=True, help="target column, e.g. Mn or SiO2")
     p.add_argument("--models", default="plsr,pso_svr",
-                   help="comma-separated: plsr, pso_svr, pca_pls and any registered deep model "
-                        "(saca-lab models); default plsr,pso_svr")
+                   help="comma-separated: plsr, pso_svr, pca_pls, the calibration-transfer "
+                        "baselines plsr_pds, plsr_ds, plsr_slope_bias, plsr_source_target (with "
+                        "--source-dataset) and any registered deep model (saca-lab models); "
+                        "default plsr,pso_svr")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--sizes", help="sample counts: START:STOP:STEP or a list "
                                       "(default 10:100:10)")
@@ -47,6 +49,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "model (train.lr=0.001) or for one (gll.train.max_epochs=60); repeatable")
     p.add_argument("--transfer-dataset", default="carbon-steel",
                    help="what transfer models (trcsl ...) are fine-tuned on (default carbon-steel)")
+    p.add_argument("--source-dataset",
+                   help="what the calibration-transfer baselines calibrate on besides each "
+                        "draw's training samples: the same samples on another instrument "
+                        "(plsr_pds, plsr_ds: e.g. carbon-steel simulated with --instrument trcsl "
+                        "while --dataset is trcsl-b) or another domain (slag, for "
+                        "plsr_slope_bias and plsr_source_target)")
+    p.add_argument("--interval", type=float, metavar="LEVEL",
+                   help="CV+ prediction intervals at this level (e.g. 0.9) for plsr, pso_svr and "
+                        "pca_pls (5 folds of training samples): writes intervals.csv with the "
+                        "empirical coverage (binomial 95%% CI) and mean width per model and size")
     p.add_argument("--experiment", default="compare", help="MLflow experiment (default compare)")
     p.add_argument("--data-root", help="where presets are stored (default: $SACA_LAB_DATA or ./data)")
     p.add_argument("--quiet", action="store_true", help="no per-fit progress lines")
@@ -63,9 +75,14 @@ def run(args) -> int:
                          n_jobs=args.jobs, features=args.features, overrides=args.overrides,
                          transfer_dataset=args.transfer_dataset, progress=not args.quiet,
                          epochs=args.epochs, experiment=args.experiment, airpls=args.airpls,
-                         normalize=args.normalize,
+                         normalize=args.normalize, source_dataset=args.source_dataset,
+                         interval=args.interval,
                          data_root=args.data_root)
     print(format_table(result.summary))
+    if result.intervals:
+        from saca_lab.compare.results import format_interval_table
+
+        print(format_interval_table(result.intervals))
     for path in result.paths.values():
         print(f"wrote {path}")
     print(f"MLflow parent run {result.parent_run_id} (experiment {args.experiment})")

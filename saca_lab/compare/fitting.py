@@ -47,11 +47,42 @@ def fitted_params(est) -> dict:
     if hasattr(est, "best_params_"):
         out.update(est.best_params_)
         out["cv_rmse"] = float(est.cv_rmse_)
+    for attr in ("slope_", "bias_"):  # slope/bias correction
+        if hasattr(est, attr):
+            out[attr.rstrip("_")] = float(getattr(est, attr))
     return out
 
 
-def _fit_baseline(index: int, name: str, params: dict, X, y, train, test, one_thread: bool):
-    """One baseline fit (runs in a worker): predictions of the test samples and the time."""
+def source_fit_kwargs(plan: plan_mod.StudyPlan, fit: plan_mod.Fit, X_source: np.ndarray,
+                      y_source: np.ndarray) -> dict:
+    """The source data a calibration-transfer baseline fits on for this draw.
+
+    Source samples: all but the source measurements of the draw's test samples
+    (:func:`~saca_lab.compare.plan.source_rows`). Transfer standards of ``plsr_pds`` /
+    ``plsr_ds``: the draw's training samples as the source instrument measured them. Group
+    labels tie a training sample to its own source measurement, so the pooled PLS's CV never
+    scores a sample with its twin in the training fold.
+    """
+    from saca_lab.baselines import SOURCE_BASELINES
+
+    pairs = plan.source_pairs
+    rows = plan_mod.source_rows(pairs, fit.split.test, X_source.shape[0])
+    kwargs = {"X_source": X_source[rows], "y_source": y_source[rows]}
+    if SOURCE_BASELINES[fit.model] == "paired":
+        kwargs["X_source_standards"] = X_source[pairs[fit.split.train]]
+    if fit.model == "plsr_source_target":
+        train_pairs = pairs[fit.split.train]
+        kwargs["groups"] = np.where(train_pairs >= 0, np.char.add("s", train_pairs.astype(str)),
+                                    np.char.add("t", np.asarray(fit.split.train).astype(str)))
+        kwargs["source_groups"] = np.char.add("s", rows.astype(str))
+    return kwargs
+
+
+def _fit_baseline(index: int, name: str, params: dict, X, y, train, test, one_thread: bool,
+                  fit_kwargs: dict | None = None, interval: float | None = None,
+                  interval_seed: int = 0):
+    """One baseline fit (runs in a worker): predictions of the test samples, the time, and
+    with ``interval`` the CV+ bounds of the test predictions (folds of training samples)."""
     from threadpoolctl import threadpool_limits
 
     from saca_lab.baselines import make_baseline
@@ -60,10 +91,19 @@ def _fit_baseline(index: int, name: str, params: dict, X, y, train, test, one_th
         warnings.filterwarnings("ignore", "y residual is constant")
         est = make_baseline(name, **params)
         start = time.perf_counter()
-        est.fit(np.asarray(X[train], dtype=np.float64), y[train])
+        est.fit(np.asarray(X[train], dtype=np.float64), y[train], **(fit_kwargs or {}))
         seconds = time.perf_counter() - start
         pred = est.predict(np.asarray(X[test], dtype=np.float64))
-    return index, pred, seconds, fitted_params(est)
+        bounds = None
+        if interval is not None:
+            from saca_lab.baselines.intervals import cv_plus_interval
+
+            # rows are shot-averaged samples here, so each row is its own group
+            bounds = cv_plus_interval(make_baseline(name, **params),
+                                      np.asarray(X[train], dtype=np.float64), y[train],
+                                      np.asarray(X[test], dtype=np.float64), interval,
+                                      random_state=interval_seed)
+    return index, pred, seconds, fitted_params(est), bounds
 
 
 def resolve_jobs(n_jobs: int | None) -> int:
@@ -91,17 +131,33 @@ def run_baselines(plan: plan_mod.StudyPlan, n_jobs: int | None = None, progress=
         return plan.lines_of(fit) if plan.features == "lines" else None
 
     inputs: dict = {}  # line windows -> X: one matrix per distinct set of windows
+    source_inputs: dict = {}  # the same for the source dataset of the transfer baselines
     for fit in fits:
         if x_key(fit) not in inputs:
             inputs[x_key(fit)] = baseline_features(plan, fit)[0]
+        if plan.source_dataset is not None and x_key(fit) not in source_inputs:
+            source_inputs[x_key(fit)] = source_features(plan, fit)
     y = plan.dataset.target_matrix([plan.element])[:, 0]
+    y_source = (plan.source_dataset.target_matrix([plan.element])[:, 0]
+                if plan.source_dataset is not None else None)
+
+    def fit_kwargs(fit):
+        if fit.model not in plan_mod.SOURCE_BASELINES:
+            return None
+        return source_fit_kwargs(plan, fit, source_inputs[x_key(fit)], y_source)
+
+    def interval_of(fit):
+        # CV+ refits the model on folds of the training samples; a transfer baseline's source
+        # data and transfer standards would have to follow each fold, which is not done
+        return None if fit.model in plan_mod.SOURCE_BASELINES else plan.interval
 
     # the slowest first (large sizes, the swarm), so no worker idles at the end
     order = sorted(range(len(fits)), key=lambda i: (-fits[i].size, fits[i].model != "pso_svr"))
     jobs = resolve_jobs(n_jobs)
     calls = (delayed(_fit_baseline)(i, fits[i].model, plan.baseline_params.get(fits[i].model, {}),
                                     inputs[x_key(fits[i])], y, fits[i].split.train, fits[i].split.test,
-                                    one_thread)
+                                    one_thread, fit_kwargs(fits[i]), interval_of(fits[i]),
+                                    plan.seed + fits[i].repeat)
              for i in order)
     if jobs == 1:
         results = (call[0](*call[1], **call[2]) for call in calls)
@@ -109,12 +165,15 @@ def run_baselines(plan: plan_mod.StudyPlan, n_jobs: int | None = None, progress=
         results = Parallel(n_jobs=jobs, return_as="generator_unordered")(calls)
     rows: dict[int, dict] = {}
     preds: dict[int, list[dict]] = {}
-    for i, pred, seconds, params in results:
+    for i, pred, seconds, params, bounds in results:
         fit = fits[i]
         rows[i] = fit_row(fit, plan.element, plan.mode, y[fit.split.test], pred, seconds,
-                          {**params, **feature_params(plan, x_key(fit))})
+                          {**params, **feature_params(plan, x_key(fit)), **source_params(plan, fit)})
         preds[i] = prediction_rows(fit, plan.dataset.sample_ids, fit.split.test,
                                    y[fit.split.test], pred)
+        if bounds is not None:
+            for row, lo, hi in zip(preds[i], *bounds, strict=True):
+                row["y_lo"], row["y_hi"] = float(lo), float(hi)
         progress(rows[i])
     return [rows[i] for i in range(len(fits))], [p for i in range(len(fits)) for p in preds[i]]
 
@@ -181,6 +240,23 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
         rows += group
         runs.finish(child, child_metrics(summarize(group, preds)[0]))
     return rows, preds
+
+
+def source_features(plan: plan_mod.StudyPlan, fit: plan_mod.Fit) -> np.ndarray:
+    """The source dataset's per-sample features, preprocessed as the study's (same windows)."""
+    lines, half_width = None, 5
+    if plan.features == "lines":
+        lines, half_width = plan.lines_of(fit), plan.half_width
+    return baseline_matrix(plan.source_dataset, plan.features, lines, half_width, plan.airpls,
+                           plan.normalize)
+
+
+def source_params(plan, fit) -> dict:
+    """What a transfer baseline calibrated on besides the draw, for its row of fits.csv."""
+    if fit.model not in plan_mod.SOURCE_BASELINES:
+        return {}
+    n = len(plan_mod.source_rows(plan.source_pairs, fit.split.test, plan.source_dataset.shape[0]))
+    return {"source": plan_mod.dataset_label(plan.source_dataset), "n_source": n}
 
 
 def feature_params(plan, lines) -> dict:

@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from saca_lab.baselines import list_baselines, make_baseline
+from saca_lab.baselines import (
+    SOURCE_BASELINES,
+    list_baselines,
+    list_transfer_baselines,
+    make_baseline,
+)
 from saca_lab.compare.features import LineSetting, split_key
 from saca_lab.data.splits import Split, make_split
 from saca_lab.data.store import Dataset, data_root, is_dataset, open_dataset
@@ -97,6 +102,12 @@ class StudyPlan:
     baseline_params: dict[str, dict] = field(default_factory=dict)
     deep_overrides: list[str] = field(default_factory=list)
     transfer_dataset: Dataset | None = None
+    #: what the calibration-transfer baselines (plsr_pds ...) read besides the study's samples,
+    #: and the row of each study sample in it (-1: not measured there; see :func:`pair_samples`)
+    source_dataset: Dataset | None = None
+    source_pairs: np.ndarray | None = None
+    #: nominal level of the CV+ prediction intervals of the baselines (``--interval``), or None
+    interval: float | None = None
     fits: list[Fit] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     #: ``features == "lines"``: the study's line setting, and the windows of each draw
@@ -130,12 +141,15 @@ def split_models(models, deep_names) -> tuple[list[str], list[str]]:
     names = list(dict.fromkeys(n for n in names if n))
     if not names:
         raise InputError("--models: no model given")
-    known = list(list_baselines()) + list(deep_names)
+    baselines = list(list_baselines()) + list(list_transfer_baselines())
+    known = baselines + list(deep_names)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise InputError(f"--models: unknown model(s) {unknown}; baselines: "
-                         f"{', '.join(list_baselines())}; deep models: {', '.join(deep_names)}")
-    return [n for n in names if n in list_baselines()], [n for n in names if n not in list_baselines()]
+                         f"{', '.join(list_baselines())}; calibration transfer (with "
+                         f"--source-dataset): {', '.join(list_transfer_baselines())}; "
+                         f"deep models: {', '.join(deep_names)}")
+    return [n for n in names if n in baselines], [n for n in names if n not in baselines]
 
 
 def overrides_for(deep_overrides, name: str, deep_names) -> list[str]:
@@ -163,12 +177,20 @@ def split_overrides(overrides) -> tuple[dict[str, dict], list[str]]:
         head, dot, rest = key.strip().partition(".")
         if not sep:
             raise InputError(f"--set {item!r}: expected KEY=VALUE")
-        if head in list_baselines() and dot and rest:
+        if head in (*list_baselines(), *list_transfer_baselines()) and dot and rest:
             params.setdefault(head, {})[rest] = parse_value(raw)
         else:
             deep.append(str(item))
     for name, p in params.items():
         make_baseline(name, **p)  # unknown parameters fail here, before anything runs
+    from saca_lab.config import check_overrides
+    from saca_lab.models import list_models
+
+    # typed against the config schema before a dataset is resolved; a MODEL.key item without
+    # its model scope
+    scoped = set(list_models())
+    check_overrides([i.partition(".")[2] if i.partition(".")[0].strip() in scoped else i
+                     for i in deep])
     return params, deep
 
 
@@ -225,3 +247,62 @@ def plan_fits(model: str, ds: Dataset, sizes, cv, repeats: int, seed: int) -> li
             fits.append(Fit(model, label, size, r, make_split(n, spec), spec))
     return fits
 
+
+def pair_samples(ds: Dataset, source: Dataset) -> np.ndarray:
+    """The row of each study sample in the source dataset, or -1.
+
+    A sample is paired when the source holds the same sample id with the same reference values
+    of every target both datasets have: the same standard measured on the source instrument
+    (``saca-lab simulate`` with the same preset, size and seed on another ``--instrument``).
+    """
+    common = [t for t in ds.targets if t in source.targets]
+    where = {sid: j for j, sid in enumerate(source.sample_ids)}
+    pairs = np.full(len(ds.sample_ids), -1, dtype=np.int64)
+    if not common:
+        return pairs
+    y, ys = ds.target_matrix(common), source.target_matrix(common)
+    for i, sid in enumerate(ds.sample_ids):
+        j = where.get(sid)
+        if j is not None and np.allclose(y[i], ys[j], rtol=1e-9, atol=1e-12):
+            pairs[i] = j
+    return pairs
+
+
+def check_source(plan: StudyPlan, source: Dataset) -> None:
+    """Attach ``--source-dataset`` to a plan whose transfer baselines need it.
+
+    Raises
+    ------
+    InputError
+        The element is not a target of the source, the two datasets have different channels
+        (``--features spectrum``), ``plsr_pds`` / ``plsr_ds`` find a study sample the source did
+        not measure, or a draw would leave fewer than two source samples.
+    """
+    check_element(source, plan.element, "--source-dataset")
+    if plan.features == "spectrum" and source.shape[2] != plan.dataset.shape[2]:
+        raise InputError(f"--source-dataset {source.path} has {source.shape[2]} channels, --dataset "
+                         f"{plan.dataset.path} {plan.dataset.shape[2]}: the transfer models read "
+                         "both on one channel axis (resample one onto the other's grid with "
+                         "saca-lab import --grid, or use --features lines)")
+    pairs = pair_samples(plan.dataset, source)
+    paired = [m for m in plan.baselines if SOURCE_BASELINES.get(m) == "paired"]
+    missing = int((pairs < 0).sum())
+    if paired and missing:
+        raise InputError(f"--models {','.join(paired)}: standardisation needs every study sample "
+                         f"measured on the source instrument too (same sample id and "
+                         f"composition), but {missing} of {len(pairs)} samples of "
+                         f"{plan.dataset.path} are not in --source-dataset {source.path}; simulate "
+                         "the same preset, --samples and --seed with another --instrument")
+    fewest = min((len(source_rows(pairs, f.split.test, source.shape[0])) for f in plan.fits),
+                 default=source.shape[0])
+    if fewest < 2:
+        raise InputError(f"--source-dataset {source.path}: {source.shape[0]} samples; without a "
+                         f"draw's test samples fewer than 2 remain to calibrate on")
+    plan.source_dataset, plan.source_pairs = source, pairs
+
+
+def source_rows(pairs: np.ndarray, test: np.ndarray, n_source: int) -> np.ndarray:
+    """Source rows a fit may calibrate on: all but the source measurements of its test samples
+    (a test sample's composition must reach no model, on whichever instrument it was measured)."""
+    held_out = pairs[np.asarray(test, dtype=np.int64)]
+    return np.setdiff1d(np.arange(n_source), held_out[held_out >= 0])

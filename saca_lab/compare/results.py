@@ -18,6 +18,10 @@ FIT_COLUMNS = ("model", "dataset", "element", "mode", "size", "repeat", "n_train
 SUMMARY_COLUMNS = ("model", "dataset", "element", "mode", "size", "n_fits", "r2_mean", "r2_std",
                    "rmse_mean", "rmse_std", "pooled_r2", "pooled_rmse", "fit_seconds_mean")
 PREDICTION_COLUMNS = ("model", "dataset", "size", "repeat", "sample_id", "y_true", "y_pred")
+#: predictions.csv with ``--interval``: the CV+ bounds (empty for models without intervals)
+INTERVAL_PREDICTION_COLUMNS = PREDICTION_COLUMNS + ("y_lo", "y_hi")
+INTERVAL_COLUMNS = ("model", "dataset", "element", "size", "level", "folds", "n_fits", "n_pred",
+                    "coverage", "coverage_ci_lo", "coverage_ci_hi", "mean_width", "n_infinite")
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -77,6 +81,36 @@ def summarize(rows: list[dict], predictions: list[dict]) -> list[dict]:
     return out
 
 
+def interval_summary(predictions: list[dict], element: str, level: float, folds: int) -> list[dict]:
+    """Coverage and width of the prediction intervals per model, dataset and size, over every
+    test prediction of every draw (:func:`saca_lab.baselines.intervals.interval_scores`)."""
+    from saca_lab.baselines.intervals import interval_scores
+
+    with_bounds = [p for p in predictions if "y_lo" in p]
+    keys = list(dict.fromkeys((p["model"], p["dataset"], p["size"]) for p in with_bounds))
+    out = []
+    for model, dataset, size in keys:
+        group = [p for p in with_bounds if (p["model"], p["dataset"], p["size"]) == (model, dataset, size)]
+        scores_ = interval_scores([p["y_true"] for p in group], [p["y_lo"] for p in group],
+                                  [p["y_hi"] for p in group])
+        out.append({"model": model, "dataset": dataset, "element": element, "size": size,
+                    "level": level, "folds": folds,
+                    "n_fits": len({p["repeat"] for p in group}), **scores_})
+    return out
+
+
+def format_interval_table(rows: list[dict]) -> str:
+    """Coverage (with its binomial CI) and mean width per model and size."""
+    head = (f"{'model':<18} {'size':>5} {'preds':>5}  {'coverage':>8}  {'95% CI':>15}  "
+            f"{'mean width':>10}  {'infinite':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['model']:<18} {r['size']:>5} {r['n_pred']:>5}  {r['coverage']:>8.3f}  "
+                     f"[{r['coverage_ci_lo']:.3f}, {r['coverage_ci_hi']:.3f}]  "
+                     f"{r['mean_width']:>10.4g}  {r['n_infinite']:>8}")
+    return "\n".join(lines)
+
+
 def prediction_rows(fit, sample_ids: Sequence[str], index, y_true, y_pred) -> list[dict]:
     return [{"model": fit.model, "dataset": fit.dataset, "size": fit.size, "repeat": fit.repeat,
              "sample_id": sample_ids[int(i)], "y_true": float(t), "y_pred": float(p)}
@@ -93,7 +127,8 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         rows = list(csv.DictReader(f))
     for row in rows:
         for k, v in row.items():
-            if k in ("size", "repeat", "n_train", "n_test", "n_fits"):
+            if k in ("size", "repeat", "n_train", "n_test", "n_fits", "n_pred", "n_infinite",
+                     "folds"):
                 row[k] = int(v)
             elif k not in ("model", "dataset", "element", "mode", "params", "run_id", "sample_id"):
                 row[k] = float(v) if v not in ("", "nan") else math.nan

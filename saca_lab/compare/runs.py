@@ -19,9 +19,7 @@ class StudyRuns:
     def __init__(self, experiment: str, run_name: str, params: Mapping, tags: Mapping) -> None:
         self.client = tracking.client()
         self.experiment_name = experiment
-        exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (exp.experiment_id if exp else self.client.create_experiment(
-            experiment, artifact_location=tracking.artifact_location()))
+        self.experiment_id = tracking.experiment_id(experiment, self.client)
         run = self.client.create_run(self.experiment_id, run_name=run_name,
                                      tags={"git_commit": tracking.git_commit(), **tags})
         self.parent_id = run.info.run_id

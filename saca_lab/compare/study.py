@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from saca_lab.baselines import SOURCE_BASELINES
+from saca_lab.baselines.intervals import DEFAULT_FOLDS
 from saca_lab.compare import deep as deep_mod
 from saca_lab.compare import features as feat
 from saca_lab.compare import plan as plan_mod
@@ -24,8 +26,11 @@ from saca_lab.compare.fitting import Progress, child_metrics, resolve_jobs, run_
 from saca_lab.compare.plots import cv_figure, fig14, fig15
 from saca_lab.compare.results import (
     FIT_COLUMNS,
+    INTERVAL_COLUMNS,
+    INTERVAL_PREDICTION_COLUMNS,
     PREDICTION_COLUMNS,
     SUMMARY_COLUMNS,
+    interval_summary,
     summarize,
     write_csv,
 )
@@ -44,12 +49,14 @@ class CompareResult:
     paths: dict[str, Path]
     parent_run_id: str
     skipped: list[str] = field(default_factory=list)
+    #: ``--interval``: coverage and width per model and size (intervals.csv)
+    intervals: list[dict] = field(default_factory=list)
 
 
 def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, cv=None,
                seed: int = 0, features: str | None = None, airpls: bool = True,
                normalize: str = "minmax", overrides=(),
-               transfer_dataset="carbon-steel", data_root=None
+               transfer_dataset="carbon-steel", data_root=None, source_dataset=None
                ) -> tuple[plan_mod.StudyPlan, dict[str, deep_mod.DeepModel]]:
     """Validate every argument and lay out every fit; raises InputError, writes nothing
     (except a preset dataset simulated on first use)."""
@@ -74,6 +81,15 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
                               features, airpls, normalize, baseline_params, deep_overrides)
     for name in baselines:
         plan.fits += plan_mod.plan_fits(name, ds, size_list, cv, repeats, seed)
+    needs_source = [n for n in baselines if n in SOURCE_BASELINES]
+    if needs_source and source_dataset is None:
+        raise InputError(f"--models {','.join(needs_source)}: calibration transfer needs "
+                         "--source-dataset (the source instrument's or domain's dataset)")
+    if source_dataset is not None and not needs_source:
+        raise InputError("--source-dataset is read by the calibration-transfer models only ("
+                         + ", ".join(SOURCE_BASELINES) + "); add one to --models or drop it")
+    if needs_source:
+        plan_mod.check_source(plan, plan_mod.resolve_study_dataset(source_dataset, data_root))
     deep_models = {name: deep_mod.resolve_deep_model(name, plan.deep_overrides_for(name))
                    for name in deep}
     if any(m.is_transfer for m in deep_models.values()):
@@ -140,7 +156,8 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
                 seed: int = 0, out_dir=None, n_jobs: int | None = None, features: str | None = None,
                 overrides=(), transfer_dataset="carbon-steel", progress: bool = True, *,
                 epochs: int | None = None, experiment: str = "compare", airpls: bool = True,
-                normalize: str = "minmax", data_root=None) -> CompareResult:
+                normalize: str = "minmax", data_root=None, source_dataset=None,
+                interval: float | None = None) -> CompareResult:
     """Run a comparison study and write its CSVs and figures; everything logged to MLflow.
 
     Parameters
@@ -186,14 +203,34 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         deep models then get none, and standardise each input feature as always), or none.
     data_root : path, optional
         Where presets live (default ``$SACA_LAB_DATA`` or ``./data``).
+    source_dataset : str or path, optional
+        What the calibration-transfer baselines (``plsr_pds``, ``plsr_ds``, ``plsr_slope_bias``,
+        ``plsr_source_target``) calibrate on besides each draw's training samples: the same
+        samples on another instrument (required by ``plsr_pds`` / ``plsr_ds``, whose transfer
+        standards are the training samples) or another domain (slag for carbon steel). A
+        source measurement of a draw's test sample is never used by that draw.
+    interval : float, optional
+        Nominal level (e.g. 0.9) of cross-conformal CV+ prediction intervals for the
+        single-dataset baselines (:mod:`saca_lab.baselines.intervals`; K =
+        :data:`~saca_lab.baselines.intervals.DEFAULT_FOLDS` folds of training samples).
+        Adds ``y_lo`` / ``y_hi`` to predictions.csv and writes intervals.csv: per model and
+        size, the empirical coverage over all test predictions of all draws with its binomial
+        confidence interval, the mean width, and how many intervals were infinite (too few
+        training samples for the level; counted as not covering). Deep and calibration-transfer
+        models get no interval.
     """
     jobs = resolve_jobs(n_jobs)
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                 or not 0.0 < float(interval) < 1.0):
+        raise InputError(f"--interval must be a level between 0 and 1 (e.g. 0.9), got {interval!r}")
     if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
         raise InputError(f"--epochs must be a positive integer, got {epochs!r}")
     plan, deep_models = build_plan(dataset, element, models, sizes=sizes, repeats=repeats, cv=cv,
                                    seed=seed, features=features, airpls=airpls,
                                    normalize=normalize, overrides=overrides,
-                                   transfer_dataset=transfer_dataset, data_root=data_root)
+                                   transfer_dataset=transfer_dataset, data_root=data_root,
+                                   source_dataset=source_dataset)
+    plan.interval = None if interval is None else float(interval)
     out = Path(out_dir) if out_dir is not None else default_out_dir(plan)
     if progress:
         for line in plan.skipped:
@@ -201,12 +238,17 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         for model in deep_models.values():
             print(f"deep model {deep_mod.base_summary(model)}", flush=True)
         print(f"features: {feat.describe(plan)}", flush=True)
+        if plan.interval is not None:
+            without = [m for m in plan.models if m in SOURCE_BASELINES or m in plan.deep]
+            print(f"intervals: CV+ at {plan.interval:g} with {DEFAULT_FOLDS} folds of training "
+                  f"samples" + (f"; none for {', '.join(without)}" if without else ""), flush=True)
     params = {"dataset": plan.dataset.path, "element": element, "models": ",".join(plan.models),
               "mode": plan.mode, "sizes": plan.sizes, "repeats": repeats, "cv": cv, "seed": seed,
               "features": feat.describe(plan), "airpls": airpls, "normalize": normalize, "n_jobs": jobs,
               "epochs": epochs,
               "transfer_dataset": plan.transfer_dataset.path if plan.transfer_dataset else "",
-              "overrides": " ".join(overrides), "out_dir": out}
+              "source_dataset": plan.source_dataset.path if plan.source_dataset else "",
+              "overrides": " ".join(overrides), "out_dir": out, "interval": interval}
     runs = StudyRuns(experiment, f"compare-{plan.dataset.path.name}-{element}", params,
                      {"compare.mode": plan.mode})
     try:
@@ -221,23 +263,30 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         deep_rows, deep_preds = run_deep(plan, deep_models, runs, epochs, counter)
         rows, preds = rows + deep_rows, preds + deep_preds
         summary = summarize(rows, preds)
-        paths = write_outputs(out, plan, rows, summary, preds)
+        intervals = ([] if plan.interval is None else
+                     interval_summary(preds, element, plan.interval, DEFAULT_FOLDS))
+        paths = write_outputs(out, plan, rows, summary, preds, intervals)
         runs.log_artifacts(paths.values())
     except BaseException:
         runs.finish(runs.parent_id, status="FAILED")
         raise
     runs.finish(runs.parent_id, {"n_fits": len(rows)})
-    return CompareResult(rows, summary, preds, paths, runs.parent_id, plan.skipped)
+    return CompareResult(rows, summary, preds, paths, runs.parent_id, plan.skipped, intervals)
 
 
-def write_outputs(out: Path, plan, rows, summary, preds) -> dict[str, Path]:
-    """fits.csv, summary.csv, predictions.csv and the figures, each written atomically."""
+def write_outputs(out: Path, plan, rows, summary, preds, intervals=()) -> dict[str, Path]:
+    """fits.csv, summary.csv, predictions.csv (intervals.csv) and the figures, each written
+    atomically."""
     os.makedirs(out, exist_ok=True)
     paths = {"fits": out / "fits.csv", "summary": out / "summary.csv",
              "predictions": out / "predictions.csv"}
     write_csv(paths["fits"], rows, FIT_COLUMNS)
     write_csv(paths["summary"], summary, SUMMARY_COLUMNS)
-    write_csv(paths["predictions"], preds, PREDICTION_COLUMNS)
+    write_csv(paths["predictions"], preds,
+              PREDICTION_COLUMNS if plan.interval is None else INTERVAL_PREDICTION_COLUMNS)
+    if plan.interval is not None:
+        paths["intervals"] = out / "intervals.csv"
+        write_csv(paths["intervals"], list(intervals), INTERVAL_COLUMNS)
     label = plan.dataset.path.name
     if plan.mode == "cv":
         paths["cv"] = Path(cv_figure(preds, summary, out / "cv.png", plan.element, label))

@@ -57,6 +57,46 @@ def resolve_dataset(spec, data_root: str | None = None) -> store.Dataset:
     raise InputError(f"data.dataset must be a directory or {{preset: NAME}}, got {spec!r}")
 
 
+#: Largest share of a GPU's free memory the data of one loader may take when kept on the device;
+#: the rest is for the model's weights and activations. Our largest (the full slag preset as 2D
+#: images, ~65 MB) takes well under 1 % of any current GPU.
+DEVICE_DATA_SHARE = 0.25
+
+
+class BatchedTensors(TensorDataset):
+    """A TensorDataset that hands a DataLoader whole batches: one index operation per tensor
+    (``__getitems__``), not one per item followed by a stack. On a GPU that is one gather
+    kernel per batch instead of ``batch_size`` slices; the items and their order are the same."""
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
+        return [t[index] for t in self.tensors]
+
+
+def collate_batch(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``collate_fn`` for :class:`BatchedTensors`: its batches are already stacked."""
+    return batch
+
+
+def loader_placement(device: torch.device | None, nbytes: int, num_workers: int = 0,
+                     world_size: int = 1) -> dict[str, bool]:
+    """Where a loader's tensors live for training on ``device``.
+
+    Returns ``{"pin_memory": ..., "on_device": ...}``. On a CPU (or with no device known)
+    neither: the tensors are already where the model runs. On a CUDA device the tensors are
+    copied to it once (``on_device``) when they take at most :data:`DEVICE_DATA_SHARE` of its
+    free memory, in one process (under DDP the sampler shards the items per rank) and without
+    workers (a worker cannot share CUDA memory); batches are then gathered on the GPU and no
+    host-to-device copy happens per step. Otherwise batches come from page-locked host memory
+    (``pin_memory``), whose copies to the GPU are faster and can overlap compute.
+    """
+    if device is None or device.type != "cuda" or not torch.cuda.is_available():
+        return {"pin_memory": False, "on_device": False}
+    free = torch.cuda.mem_get_info(device)[0]
+    on_device = num_workers == 0 and world_size == 1 and nbytes <= DEVICE_DATA_SHARE * free
+    return {"pin_memory": not on_device, "on_device": on_device}
+
+
 class SpectraDataModule(pl.LightningDataModule):
     """Train/val/test loaders over any dataset, with the split made over samples.
 
@@ -109,6 +149,8 @@ class SpectraDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.data_root = data_root
         self.ds: store.Dataset | None = None
+        self._train_generator: torch.Generator | None = None
+        self._resumed_generator: torch.Tensor | None = None
 
     def prepare_data(self) -> None:
         self._load()
@@ -161,18 +203,52 @@ class SpectraDataModule(pl.LightningDataModule):
 
     def tensors(self, part: str) -> TensorDataset:
         x, y, groups = self._part(getattr(self.split, part))
-        return TensorDataset(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(groups))
+        # train_inputs: the training items' frozen features while a fine-tune caches them
+        # (saca_lab/training/transfer.py, CacheFrozenFeatures), in the items' order
+        train_inputs = getattr(self, "train_inputs", None)
+        inputs = train_inputs if part == "train" and train_inputs is not None else torch.from_numpy(x)
+        return BatchedTensors(inputs, torch.from_numpy(y), torch.from_numpy(groups))
+
+    def _placement(self, data: TensorDataset) -> dict[str, bool]:
+        """:func:`loader_placement` for the device of the attached Trainer (host defaults
+        when the loader is built without one)."""
+        trainer = self.trainer  # set by Lightning while it fits or tests with this module
+        device = trainer.strategy.root_device if trainer is not None else None
+        nbytes = sum(t.element_size() * t.nelement() for t in data.tensors)
+        return loader_placement(device, nbytes, self.num_workers,
+                                trainer.world_size if trainer is not None else 1)
 
     def _loader(self, part: str, shuffle: bool) -> DataLoader:
         data = self.tensors(part)
         if len(data) == 0:
             raise InputError(f"the {part} split is empty")
+        place = self._placement(data)
+        if place["on_device"]:
+            data = BatchedTensors(*(t.to(self.trainer.strategy.root_device) for t in data.tensors))
         gen = torch.Generator().manual_seed(int(self.split_spec.get("seed", 0)))
+        if part == "train":
+            if self._resumed_generator is not None:
+                gen.set_state(self._resumed_generator)
+                self._resumed_generator = None
+            self._train_generator = gen
         return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, generator=gen,
-                          num_workers=self.num_workers, drop_last=False)
+                          num_workers=self.num_workers, drop_last=False,
+                          collate_fn=collate_batch, pin_memory=place["pin_memory"],
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
+
+    def state_dict(self) -> dict:
+        """The training loader's shuffling generator, saved in Lightning checkpoints so a
+        resumed run draws the epochs' orders the uninterrupted run would have drawn
+        (:mod:`saca_lab.training.resume`). Lightning keeps a stateful loader's state only for a
+        checkpoint written mid-epoch, and ours are written at an epoch's end."""
+        return {"train_generator": self._train_generator.get_state()} if self._train_generator else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        # Lightning restores this before it asks for the loaders
+        self._resumed_generator = state.get("train_generator")
 
     def val_dataloader(self) -> DataLoader | list:
         """The validation samples, or no loader at all when the split has none.

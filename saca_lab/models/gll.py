@@ -165,7 +165,7 @@ class GLLRegressor(nn.Module):
         input_kind: str = "lines_1d",
         in_length: int | None = None,
         n_bins: int | None = None,
-        hidden: Sequence[int] = (64, 32),
+        hidden: int | Sequence[int] = (64, 32),
         dropout: float = 0.1,
         activation: str = "relu",
         n_outputs: int = 4,

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from saca_lab import typecheck
 from saca_lab.errors import InputError
 
 #: Input kinds a model can declare, with the number of spatial dimensions of each.
@@ -188,6 +189,58 @@ def model_info(name: str) -> ModelInfo:
     return _entry(name).info
 
 
+def argument_types(name: str) -> dict[str, Any]:
+    """Annotated types of the constructor arguments of ``name`` (preset factories: the class's).
+
+    A factory whose annotations cannot be resolved gives ``{}``: its arguments are then checked
+    by its own code only.
+    """
+    factory = _entry(name).factory
+    target = getattr(factory, "__saca_class__", None)
+    try:
+        types = dict(typecheck.hints(target.__init__ if target is not None else factory))
+    except (NameError, TypeError):
+        return {}
+    types.pop("return", None)
+    return types
+
+
+def check_arguments(name: str, arguments: dict[str, Any], where: str | None = None) -> None:
+    """Refuse constructor arguments of ``name`` that it does not take or of the wrong type.
+
+    Parameters
+    ----------
+    name : str
+        A registered model.
+    arguments : dict
+        Overrides, as for :func:`create_model`.
+    where : str, optional
+        Dotted config path of ``arguments`` (``model.overrides``) for the messages.
+
+    Raises
+    ------
+    InputError
+        Naming the unknown argument(s) and the accepted ones, or the argument, its value and
+        the type its constructor annotates (``model.overrides.n_units must be an integer``).
+    """
+    entry = _entry(name)
+    prefix = f"{where}: " if where else ""
+    if not isinstance(arguments, dict):
+        raise InputError(f"{where or 'model overrides'} must be a mapping, got {arguments!r}")
+    if entry.accepted is not None:
+        unknown = sorted(set(arguments) - set(entry.accepted))
+        if unknown:
+            raise InputError(
+                f"{prefix}model {name!r} got unknown argument(s) {', '.join(map(str, unknown))}; "
+                f"accepted: {', '.join(entry.accepted)}"
+            )
+    types = argument_types(name)
+    for key, value in arguments.items():
+        if key in types:
+            typecheck.check_value(value, types[key], None,
+                                  f"{where}.{key}" if where else f"model {name!r} argument {key}")
+
+
 def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the registered model ``name``, with keyword overrides of its defaults.
 
@@ -212,13 +265,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
         the preset's input kind (build the preset of the other kind instead).
     """
     entry = _entry(name)
-    if entry.accepted is not None:
-        unknown = sorted(set(overrides) - set(entry.accepted))
-        if unknown:
-            raise InputError(
-                f"model {name!r} got unknown argument(s) {', '.join(unknown)}; "
-                f"accepted: {', '.join(entry.accepted)}"
-            )
+    check_arguments(name, overrides)
     model = entry.factory(**overrides)
     kind = getattr(model, "input_kind", entry.info.input_kind)
     if kind != entry.info.input_kind:
@@ -254,6 +301,8 @@ def preset(cls: type[nn.Module], name: str, doc: str, **defaults: Any) -> Callab
 
     def factory(**overrides: Any) -> nn.Module:
         return cls(**{**defaults, **overrides})
+
+    factory.__saca_class__ = cls  # type: ignore[attr-defined]  # its annotations type the overrides
 
     params = [p.replace(default=defaults.get(p.name, p.default)) for p in sig.parameters.values()]
     factory.__signature__ = sig.replace(parameters=params, return_annotation=cls)  # type: ignore[attr-defined]

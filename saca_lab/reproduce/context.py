@@ -98,6 +98,7 @@ class Context:
         self.progress = progress
         self.started = time.perf_counter()
         self.parent_run_id: str | None = None  # the current figure's MLflow run
+        self.plan = None  # the budget plan (reproduce/plan.py) that sized Fig. 9's 2D trials, if any
 
     def log(self, message: str) -> None:
         if self.progress:
@@ -113,7 +114,17 @@ class Context:
         return load_config(EXPERIMENTS / f"{experiment}.yaml", overrides)
 
     def train(self, experiment: str, overrides: list[str], *, figure: str) -> dict:
-        """Run (or reuse) ``experiments/EXPERIMENT.yaml`` with overrides, under the figure's run."""
+        """Run (or reuse) ``experiments/EXPERIMENT.yaml`` with overrides, under the figure's run.
+
+        "Is there a finished run? else train it" holds a lock named by the experiment and its
+        overrides (:func:`saca_lab.tracking.run_lock`): a second reproduction that needs the
+        same run at the same time waits for it, then reuses it instead of training it again.
+        """
+        name = hashlib.sha256(json.dumps([experiment, list(overrides)]).encode()).hexdigest()[:16]
+        with tracking.run_lock(name, f"another process is training {experiment} {' '.join(overrides)}"):
+            return self._train(experiment, overrides, figure=figure)
+
+    def _train(self, experiment: str, overrides: list[str], *, figure: str) -> dict:
         from saca_lab.training.run import run_experiment
 
         # One experiment for every training run, so figures share runs (Fig. 11 reuses Fig. 12's
@@ -130,8 +141,16 @@ class Context:
         if self.reuse and (found := self._finished_run(cfg["tracking"]["experiment"], key)):
             self.log(f"{figure}: reusing run {found['run_id'][:8]} ({cfg['name']})")
             return found
-        self.log(f"{figure}: training {cfg['name']} ({' '.join(overrides[:-1])})")
-        return run_experiment(cfg, progress=False,
+        from saca_lab.training.resume import resumable_run
+
+        # an unfinished run of the same key (its process died) continues from its checkpoint
+        resume = (resumable_run(cfg["tracking"]["experiment"], f"tags.reproduce_key = '{key}'")
+                  if self.reuse else None)
+        if resume:
+            self.log(f"{figure}: resuming run {resume[:8]} ({cfg['name']}) from its last checkpoint")
+        else:
+            self.log(f"{figure}: training {cfg['name']} ({' '.join(overrides[:-1])})")
+        return run_experiment(cfg, progress=False, resume=resume,
                               tags={"reproduce_key": key, "reproduce_mode": self.mode.name,
                                     "reproduce_figure": figure,
                                     "reproduce_figure_run": self.parent_run_id or ""})

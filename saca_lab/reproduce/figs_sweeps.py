@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 
 import numpy as np
 
+from saca_lab.io import copy_file, write_text
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import SWEEPS, Context, FigureResult, Row, fmt
 from saca_lab.runtime import resolve_precision
@@ -47,6 +47,49 @@ def run_study(ctx: Context, stem: str, dims_switch: bool = False) -> dict:
     return sweep_report(name, out_dir=ctx.out_dir / "sweeps" / stem)
 
 
+def run_series_studies(ctx: Context, stem: str, axis: str, fig9_2d: dict) -> dict:
+    """Fig. 9 under a plan (:mod:`saca_lab.reproduce.plan`): the 1D and the 2D trials of
+    ``sweeps/STEM.yaml`` as two studies, the 1D one on the whole grid with the mode's epochs, the
+    2D one on the plan's values and epochs, merged into one report (rows and a params plot)."""
+    import yaml
+
+    from saca_lab.sweeps import run_sweep, sweep_report
+    from saca_lab.sweeps.report import plot_params
+    from saca_lab.sweeps.spec import load_sweep
+
+    raw = yaml.safe_load((SWEEPS / f"{stem}.yaml").read_text())
+    raw["base"] = str((SWEEPS / raw["base"]).resolve())  # the derived file lives elsewhere
+    path = f"model.overrides.{axis}"
+    reports = []
+    for model, epochs, values in (("trcsl_1d", ctx.mode.sweep_epochs, None),
+                                  ("trcsl", fig9_2d["epochs"], fig9_2d["values"][axis])):
+        spec = {**raw, "space": {**raw["space"], "model.name": {"type": "categorical", "choices": [model]}}}
+        if values is not None:
+            spec["space"][path] = {"type": "categorical", "choices": list(values)}
+        derived = ctx.out_dir / "sweeps" / "plan" / f"{stem}-{model}.yaml"
+        derived.parent.mkdir(parents=True, exist_ok=True)
+        write_text(derived, yaml.safe_dump(spec, sort_keys=False))  # another reproduction may be reading it
+        overrides = [o for o in _overrides(ctx, False) if not o.startswith("train.max_epochs=")]
+        overrides.append(f"train.max_epochs={epochs}")
+        digest = hashlib.sha256(json.dumps([*overrides, spec["space"], resolve_precision("auto")],
+                                           sort_keys=True).encode()).hexdigest()[:8]
+        name = f"reproduce-{ctx.mode.name}-{stem}-{model}-{digest}"
+        if not ctx.reuse:
+            name += f"-{int(time.time())}"
+        ctx.log(f"sweep {stem} ({model}, {epochs} epochs): study {name}")
+        n_trials = None if ctx.mode.sweep_trials is None else \
+            min(ctx.mode.sweep_trials, load_sweep(derived).budget)
+        run_sweep(derived, n_trials=n_trials, study_name=name, overrides=overrides, progress=ctx.progress)
+        reports.append(sweep_report(name, out_dir=ctx.out_dir / "sweeps" / f"{stem}-{model}"))
+    rows = [r for rep in reports for r in rep["trials"]]
+    metrics = [reports[0]["metric"], *(raw.get("report") or {}).get("metrics", [])]
+    plot = plot_params(rows, metrics, "model.name", ctx.out_dir / "sweeps" / f"{stem}-params.png",
+                       {"model.name": "bars", path: "bars"})
+    return {"trials": rows, "direction": reports[0]["direction"],
+            "plots": [plot] if plot else [p for rep in reports for p in rep["plots"]],
+            "reports": [f"sweeps/{stem}-{m}/report.md" for m in ("trcsl_1d", "trcsl")]}
+
+
 def _param(row: dict, axis: str):
     return next(v for k, v in row["params"].items() if k.rsplit(".", 1)[-1] == axis)
 
@@ -69,7 +112,7 @@ def _copy_plot(ctx: Context, report: dict, name: str):
     if not report["plots"]:
         return None
     dst = ctx.out_dir / f"{name}.png"
-    shutil.copyfile(report["plots"][0], dst)
+    copy_file(report["plots"][0], dst)
     return dst
 
 
@@ -77,8 +120,9 @@ def fig9(ctx: Context) -> FigureResult:
     """Conv units, kernel size and kernel count, 1D vs 2D CNN-SE-LSTM (objective: val R2 Mn)."""
     res = FigureResult("fig9", "TrCSL Fig. 9: conv units, kernel size, kernel count (1D vs 2D)")
     texts = []
+    plan = getattr(ctx, "plan", None)
     for stem, axis in FIG9_AXES.items():
-        report = run_study(ctx, stem)
+        report = run_study(ctx, stem) if plan is None else run_series_studies(ctx, stem, axis, plan.fig9_2d)
         if (img := _copy_plot(ctx, report, stem.split("_")[0])) is not None:
             res.images.append(img)
         best = _best_by_series(report, axis)
@@ -102,7 +146,8 @@ def fig9(ctx: Context) -> FigureResult:
                 res.rows.append(Row("Fig. 9", f"R2 Mn at kernel size 3 ({dims})",
                                     fmt(paper.FIG9_R2_K3[dims], 4), fmt(ours) if k3 else "not run",
                                     verdict, "validation samples of the slag set"))
-        texts.append(f"- `{stem}`: {len(report['trials'])} trials, report `sweeps/{stem}/report.md`")
+        where = ", ".join(f"`{r}`" for r in report.get("reports", [f"sweeps/{stem}/report.md"]))
+        texts.append(f"- `{stem}`: {len(report['trials'])} trials, report(s) {where}")
     res.text = "\n".join(texts)
     return res
 

@@ -305,6 +305,16 @@ def _rows(res: FigureResult, summary: list[dict], sizes, elements, n_draws: int)
         f"{n_draws} draws" + ("" if size == 20 else "; the paper's claim is at 20 samples")))
 
 
+def summary_rows(summary: list[dict]) -> list[Row]:
+    """The study's paper-vs-ours rows from its summary (the rows of ``transfer_summary.csv``)."""
+    sizes = sorted({s["size"] for s in summary})
+    elements = list(dict.fromkeys(s["element"] for s in summary))  # Mn first, as written
+    n_draws = max(s["n"] for s in summary if s["size"] == sizes[-1] and s["other"] == "")
+    res = FigureResult("transfer", "")
+    _rows(res, summary, sizes, elements, n_draws)
+    return res.rows
+
+
 def _text(m, summary, sizes, elements, seconds, elapsed, notes, missing, pre, n_draws) -> str:
     lines = [f"Carbon-steel dataset `{m.carbon_steel}`; {n_draws} draws "
              f"({m.transfer_repeats} per size); draws and splits as `saca-lab compare` "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from saca_lab import tracking
 from saca_lab.io import atomic_path
+from saca_lab.reproduce.clean_vs_calibrated import header_line
 from saca_lab.reproduce.context import FigureResult
 from saca_lab.reproduce.settings import Mode
 from saca_lab.runtime import describe_auto_precision
@@ -39,7 +40,17 @@ def _machine() -> str:
             f"torch {torch.__version__}, {'CUDA ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'CPU only'})")
 
 
-def write_report(out: Path, mode: Mode, results: list[FigureResult], wall_s: float) -> Path:
+def _plan_line(plan) -> str:
+    if plan is None:
+        return "- Plan: none (run through the Python API, every setting as the mode says)"
+    budget = "no budget" if plan.budget_minutes is None else f"budget {plan.budget_minutes:g} min"
+    cuts = [c for c in plan.cuts if not c.startswith("why:")]
+    return (f"- Plan: `plan.yaml` ({budget}, estimated {plan.total_minutes:.1f} min); "
+            + (f"cut to fit: {'; '.join(cuts)}" if cuts else "nothing cut")
+            + ("; over budget even at every floor" if plan.over_budget else "") + " (see Plan below)")
+
+
+def write_report(out: Path, mode: Mode, results: list[FigureResult], wall_s: float, plan=None) -> Path:
     rows = [r for res in results for r in res.rows]
     counts = {v: sum(r.verdict == v for r in rows) for v in ("agrees", "partly", "differs", "failed")}
     lines = [
@@ -51,11 +62,14 @@ def write_report(out: Path, mode: Mode, results: list[FigureResult], wall_s: flo
         "`precision` and `channels_last` say what it used",
         f"- Code: git {tracking.git_commit()}; MLflow store {tracking.tracking_uri()}",
         f"- Wall time: {wall_s / 60:.1f} min ({wall_s:.0f} s)",
+        _plan_line(plan),
+        header_line(mode),
         f"- Verdicts: {counts['agrees']} agree, {counts['partly']} partly, {counts['differs']} differ, "
         f"{counts['failed']} failed, of {len(rows)} rows. Every 'ours' number was computed by this run.",
         "",
         "Mode settings: " + ", ".join(f"`{k}={v}`" for k, v in mode.as_dict().items() if k != "name"),
         "",
+        *([plan.markdown(), ""] if plan is not None else []),
         "## Paper vs ours",
         "",
         "| figure | quantity | paper | ours | verdict | note |",

@@ -23,7 +23,7 @@ FigureFn = Callable[[Context], FigureResult]
 
 
 def _registry() -> dict[str, FigureFn]:
-    from saca_lab.reproduce import figs_compare, figs_sweeps, figs_transfer
+    from saca_lab.reproduce import clean_vs_calibrated, figs_compare, figs_sweeps, figs_transfer
 
     return {
         "fig8": figs_data.fig8, "table1": figs_data.table1, "fig13": figs_data.fig13,
@@ -31,6 +31,7 @@ def _registry() -> dict[str, FigureFn]:
         "fig9": figs_sweeps.fig9, "figS3": figs_sweeps.figS3, "figS4": figs_sweeps.figS4,
         "fig14": figs_compare.fig14, "fig15": figs_compare.fig15,
         "transfer": figs_transfer.transfer,
+        "clean_vs_calibrated": clean_vs_calibrated.clean_vs_calibrated,
         "saca_table1": saca.saca_table1, "saca_speed": saca.saca_speed,
     }
 
@@ -67,11 +68,12 @@ def _log_figure(ctx: Context, res: FigureResult, run_id: str) -> None:
 def run_figure(ctx: Context, name: str, fn: FigureFn) -> FigureResult:
     client = tracking.client()
     exp_name = f"reproduce-{name}"
-    exp = client.get_experiment_by_name(exp_name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        exp_name, artifact_location=tracking.artifact_location())
+    exp_id = tracking.experiment_id(exp_name, client)
+    from saca_lab.training.resume import owner_tags
+
     run = client.create_run(exp_id, run_name=f"{name}-{ctx.mode.name}",
-                            tags={"reproduce_mode": ctx.mode.name, "git_commit": tracking.git_commit()})
+                            tags={"reproduce_mode": ctx.mode.name, "git_commit": tracking.git_commit(),
+                                  **owner_tags()})  # a killed reproduction's run is marked FAILED later
     ctx.parent_run_id = run.info.run_id
     t0 = time.perf_counter()
     ctx.log(f"{name}: start")
@@ -92,8 +94,13 @@ def run_figure(ctx: Context, name: str, fn: FigureFn) -> FigureResult:
 
 
 def run_reproduce(mode: Mode, out_dir: str | os.PathLike, *, only: Sequence[str] | None = None,
-                  data_root: str | None = None, reuse: bool = True, progress: bool = True) -> tuple[Path, bool]:
-    """Run the selected figures; return the report path and whether every figure succeeded."""
+                  data_root: str | None = None, reuse: bool = True, progress: bool = True,
+                  plan=None) -> tuple[Path, bool]:
+    """Run the selected figures; return the report path and whether every figure succeeded.
+
+    ``plan`` (:class:`saca_lab.reproduce.plan.Plan`) sizes Fig. 9's 2D trials; it is written to
+    ``OUT/plan.yaml`` and summarised in the report. ``mode`` is then ``plan.build_mode()``.
+    """
     from saca_lab.reproduce.report import write_report
 
     names = list(only) if only else figure_names()
@@ -103,12 +110,18 @@ def run_reproduce(mode: Mode, out_dir: str | os.PathLike, *, only: Sequence[str]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(mode, out, data_root=data_root, reuse=reuse, progress=progress)
+    ctx.plan = plan
+    from saca_lab.training.resume import mark_dead_runs
+
+    mark_dead_runs(quiet=not progress)  # runs of a killed earlier reproduction: FAILED, resumable
+    if plan is not None:
+        plan.save(out / "plan.yaml")
     from saca_lab.sweeps.runner import quiet_logs
 
     with quiet_logs():  # Lightning's per-run banners would bury the progress lines
         results = [run_figure(ctx, n, registry[n]) for n in names]
     wall = time.perf_counter() - ctx.started
-    report = write_report(out, mode, results, wall)
+    report = write_report(out, mode, results, wall, plan=plan)
     _write_rows(out / "paper_vs_ours.csv", results)
     ok = not any(r.verdict == "failed" for res in results for r in res.rows)
     return report, ok

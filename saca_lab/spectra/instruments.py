@@ -124,6 +124,31 @@ def _trcsl() -> Instrument:
     )
 
 
+#: How the second TrCSL-type unit (``trcsl-b``) differs from ``trcsl``: wavelength calibration
+#: offset (nm, every channel), resolution (FWHM factor), and per-channel gain, tilt and dark offset.
+TRCSL_B_OFFSET_NM = 0.05
+TRCSL_B_FWHM_FACTOR = 1.4
+TRCSL_B_CHANNELS = ({"gain": 0.55, "tilt": 1.0, "dark_offset": 160.0},
+                    {"gain": 0.9, "tilt": 0.3, "dark_offset": 230.0},
+                    {"gain": 0.6, "tilt": -0.9, "dark_offset": 205.0})
+
+
+def _trcsl_b() -> Instrument:
+    # A second spectrometer of the TrCSL design, for calibration transfer (PDS/DS) studies: the
+    # same pixel counts, so pixel i of both units sees nearly the same line, as with two units of
+    # one model, but a wavelength offset of 0.05 nm (0.8-1.9 pixels over the three channels, the
+    # shift PDS windows are meant to absorb), a 1.4x broader instrument profile, another
+    # response curve and dark offsets, and a 20 % lower overall sensitivity.
+    base = _trcsl()
+    channels = tuple(
+        dataclasses.replace(c, start_nm=c.start_nm + TRCSL_B_OFFSET_NM,
+                            stop_nm=c.stop_nm + TRCSL_B_OFFSET_NM,
+                            fwhm_nm=c.fwhm_nm * TRCSL_B_FWHM_FACTOR, edge_floor=0.45, **changes)
+        for c, changes in zip(base.channels, TRCSL_B_CHANNELS, strict=True))
+    return base.replace(name="trcsl-b", channels=channels,
+                        counts_per_unit=base.counts_per_unit * 0.8)
+
+
 def _saca() -> Instrument:
     # Spark OES as in SACA: 300-700 nm at 0.1 nm (4,001 points), one channel.
     return Instrument(
@@ -135,7 +160,7 @@ def _saca() -> Instrument:
     )
 
 
-INSTRUMENTS = {"trcsl": _trcsl, "saca": _saca}
+INSTRUMENTS = {"trcsl": _trcsl, "trcsl-b": _trcsl_b, "saca": _saca}
 
 
 def get_instrument(name: str, **overrides) -> Instrument:

@@ -137,30 +137,49 @@ LITERATURE_RANGES: dict[str, tuple[float, float, str]] = {
                          "laboratories, a single laboratory's repeatability sits lower"),
 }
 
-#: The nuisance level of each preset when it asks for ``nuisance: calibrated`` (the presets'
-#: default is still ``none``). Literature ranges of every field: :data:`LITERATURE_RANGES`.
+#: The nuisance level of each preset at ``nuisance: calibrated``, the default of the three
+#: presets (saca_lab.spectra.presets). Literature ranges of every field: :data:`LITERATURE_RANGES`.
 #:
-#: * ``slag``: chosen by benchmarks/bench_difficulty.py (BENCHMARKS.md, "difficulty") among 18
+#: * ``slag``: chosen by benchmarks/bench_difficulty.py (BENCHMARKS.md, "difficulty") among 28
 #:   levels, scored only by PLSRCV's mean test R2 for Mn on the slag preset (100 samples x 20
-#:   shots, 20 random subsets per size, 70/30 splits): 0.68 +- 0.37 at 20 samples, 0.936 +- 0.042
-#:   at 40 and 0.970 +- 0.007 at 90 (targets from TrCSL Fig. 14: <= 0.65, 0.85-0.93, >= 0.97; the
-#:   misses at 20 and 40 are below one standard error of those means). Every level lies in its
-#:   literature range.
-#: * ``carbon-steel``: the slag's session and plasma levels (same LIBS instrument and laboratory),
-#:   with the lower heterogeneity of a wrought metal; not calibrated against Fig. 15.
-#: * ``stainless``: a spark-OES level (argon spark on a freshly ground surface, drift-corrected
-#:   daily on setting-up samples: far smaller plasma and session effects); not calibrated
-#:   against a published curve.
+#:   shots, 70/30 splits, 100 random subsets per size): 0.650 +- 0.435 at 20 samples, 0.921 +-
+#:   0.041 at 40 and 0.970 +- 0.009 at 90 (targets from TrCSL Fig. 14: <= 0.65, 0.85-0.93,
+#:   >= 0.97; unrounded 0.6497, 0.9208 and 0.9696, so 90 misses by 0.0004, half a standard error
+#:   of that mean). Its neighbours: a 0.005 nm session offset gives 0.671 / 0.925 / 0.971, a
+#:   0.01 nm one 0.641 / 0.921 / 0.965. Every level lies in its literature range; mass, channel
+#:   gain, tilt and background sit at the top of theirs.
+#: * ``carbon-steel``: chosen by the same benchmark (``--preset carbon-steel``) among 8 levels,
+#:   scored only by PCA-PLS's mean test R2 for Mn on the preset (20 samples x 20 shots, 40
+#:   random subsets per size) on the line windows PCA-PLS reads in Fig. 15 and the transfer
+#:   study: 0.40 +- 2.04 at 10 samples, 0.837 +- 0.188 at 20. Fig. 15's bar heights are not in
+#:   the stored paper text; the targets (<= 0.6 at 10, 0.50-0.65 at 20) are read from its text
+#:   (TrCSL 0.98 on 20 carbon steels, "about 0.4" above PLSR / SVR there; TrCSL and GLL
+#:   "significantly higher than PCA-PLS"). On these windows PCA-PLS shrugs off the session and
+#:   plasma sources (0.96 at 20 with all of them at the top of their ranges); only noise in the
+#:   labels' relation to the spectra (heterogeneity, reference error) lowers it, and at the top
+#:   of both ranges it is still 0.84 at 20: the 20-sample target is not reached inside the
+#:   literature ranges. The heterogeneity range is that of pressed pellets; a wrought steel sits
+#:   lower, so this level is the hardest credible one, not a typical one.
+#: * ``stainless``: a spark-OES level, set from the literature and never tuned on a SACA
+#:   result. Spark OES burns a freshly ground metal surface in argon and is standardised
+#:   (drift-corrected on setting-up samples) at least once per shift by the standard methods
+#:   (ASTM E1086, austenitic stainless steel, and ASTM E415, carbon and low-alloy steel, by spark
+#:   atomic emission spectrometry); as we read their precision statements, the repeatability
+#:   of major and minor elements is of the order of 1 % relative, far below laboratory LIBS (Hahn & Omenetto,
+#:   Appl. Spectrosc. 2012; Slickers, Automatic Atomic-Emission Spectroscopy, 1993). Hence: 3 %
+#:   burn-to-burn mass and electron-density spread, 2 % residual channel drift between
+#:   standardisations, sessions of 50 samples, 0.5 % heterogeneity at 1 % (wrought, homogenised
+#:   alloy) and the reference laboratory of the slag (HorRat 0.5; certified reference materials).
 CALIBRATED: dict[str, NuisanceLevels] = {
-    "slag": NuisanceLevels(heterogeneity=0.03, ablated_mass_rsd=0.225, electron_density_rsd=0.05,
-                           session_size=10, session_gain_rsd=0.09, session_tilt_sd=0.09,
-                           session_shift_nm=0.01, session_background_rsd=0.3,
+    "slag": NuisanceLevels(heterogeneity=0.03, ablated_mass_rsd=0.25, electron_density_rsd=0.05,
+                           session_size=10, session_gain_rsd=0.1, session_tilt_sd=0.1,
+                           session_shift_nm=0.0075, session_background_rsd=0.3,
                            reference_horrat=0.5),
-    "carbon-steel": NuisanceLevels(heterogeneity=0.01, ablated_mass_rsd=0.225,
+    "carbon-steel": NuisanceLevels(heterogeneity=0.05, ablated_mass_rsd=0.25,
                                    electron_density_rsd=0.05, session_size=10,
-                                   session_gain_rsd=0.09, session_tilt_sd=0.09,
+                                   session_gain_rsd=0.1, session_tilt_sd=0.1,
                                    session_shift_nm=0.01, session_background_rsd=0.3,
-                                   reference_horrat=0.5),
+                                   reference_horrat=1.0),
     "stainless": NuisanceLevels(heterogeneity=0.005, ablated_mass_rsd=0.03,
                                 electron_density_rsd=0.03, session_size=50,
                                 session_gain_rsd=0.02, session_tilt_sd=0.02,

@@ -100,17 +100,25 @@ class Preset:
     n_shots: int
     design: Callable[[int, np.random.Generator], dict[str, np.ndarray]]
     description: str
-    #: ``"none"``, ``"calibrated"`` (saca_lab.spectra.nuisance.CALIBRATED) or a mapping of levels.
+    #: ``"none"`` (shot noise only), ``"calibrated"`` (saca_lab.spectra.nuisance.CALIBRATED:
+    #: sample- and session-level errors of real LIBS / spark OES) or a mapping of levels.
     nuisance: str | dict = "none"
 
 
+# The papers' presets carry the calibrated nuisance by default (issue 16): without it a linear
+# model on 20 simulated samples is near R2 0.98 and the small-sample claims cannot be tested.
+# ``nuisance: none`` (data.dataset, --nuisance none) gives the shot-noise-only spectra, byte for
+# byte as before.
 PRESETS: dict[str, Preset] = {
     "slag": Preset("slag", "slag", "trcsl", 100, 300, slag_design,
-                   "TrCSL pre-training set: 100 steel-slag pellets, 300 shots each"),
+                   "TrCSL pre-training set: 100 steel-slag pellets, 300 shots each",
+                   nuisance="calibrated"),
     "carbon-steel": Preset("carbon-steel", "steel", "trcsl", 20, 300, carbon_steel_design,
-                           "TrCSL transfer set: 20 carbon steels, 300 shots each"),
+                           "TrCSL transfer set: 20 carbon steels, 300 shots each",
+                           nuisance="calibrated"),
     "stainless": Preset("stainless", "stainless-spark", "saca", 500, 20, stainless_design,
-                        "SACA-like: 500 stainless steels with rare earths, 20 spark spectra each"),
+                        "SACA-like: 500 stainless steels with rare earths, 20 spark spectra each",
+                        nuisance="calibrated"),
 }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +27,7 @@ from saca_lab import __version__
 from saca_lab.chemistry import fill_balance, parse_formula
 from saca_lab.data.store import Dataset, DatasetWriter, is_dataset
 from saca_lab.errors import InputError
+from saca_lab.locking import file_lock
 from saca_lab.spectra.instruments import Instrument, get_instrument
 from saca_lab.spectra.matrices import AIR, Matrix, get_matrix
 from saca_lab.spectra.nuisance import NuisanceLevels, SampleNuisance, describe, resolve_nuisance
@@ -139,18 +142,33 @@ def _is_stale_cache(existing: Dataset, config: SimulationConfig) -> bool:
     """Whether ``existing`` is an older simulation of the same preset (a cache saca-lab wrote)."""
     prov, want = existing.provenance, config.describe()
     preset = config.extra.get("preset")
-    # Same preset, size, seed and nuisance: only the generator version or the design moved.
-    # A folder holding another size or seed is a different dataset, never silently replaced.
-    same = ("seed", "n_samples", "n_shots", "nuisance")
+    # Same preset, size, seed and nuisance: only the generator version, the design or the
+    # calibrated nuisance levels moved. A folder holding another size, seed or nuisance setting
+    # is a different dataset, never silently replaced.
+    same = ("seed", "n_samples", "n_shots")
     return (preset is not None and prov.get("kind") == "simulation"
             and prov.get("generator") == "saca_lab.spectra.simulate" and prov.get("preset") == preset
-            and all(prov.get(k) == want.get(k) for k in same))
+            and all(prov.get(k) == want.get(k) for k in same)
+            and _nuisance_setting(prov.get("nuisance")) == _nuisance_setting(want.get("nuisance")))
+
+
+def _nuisance_setting(entry: dict | None):
+    """What a cache folder stands for: ``calibrated`` whatever its levels (a new calibration is
+    like a new generator version), an explicit setting with its levels, or None for ``none``."""
+    if not entry:
+        return None
+    return "calibrated" if entry.get("spec") == "calibrated" else entry
 
 
 def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_jobs: int | None = None,
                      overwrite: bool = False, progress: bool = True, refresh_cache: bool = False,
                      ) -> Dataset:
     """Simulate ``config`` into ``out_dir``, or reuse it if it holds the same configuration.
+
+    "Is it there? else generate it and rename it into place" runs under a file lock beside
+    ``out_dir`` (``.NAME.lock``, :mod:`saca_lab.locking`): a second process asking for the same
+    folder at once waits, then reuses the first one's dataset instead of generating it again.
+    Temporary folders left by a process killed mid-generation are removed under that lock.
 
     Parameters
     ----------
@@ -162,6 +180,31 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
         generator version or design). Any other dataset there is still refused.
     """
     out_dir = Path(out_dir)
+    kwargs = {"n_jobs": n_jobs, "overwrite": overwrite, "progress": progress, "refresh_cache": refresh_cache}
+    if is_dataset(out_dir) and not os.access(out_dir.parent, os.W_OK):
+        return _simulate_locked(config, out_dir, **kwargs)  # a read-only root: nothing to write, no lock
+    with file_lock(out_dir.parent / f".{out_dir.name}.lock",
+                   waiting=f"another process is generating {out_dir}"):
+        _remove_orphans(out_dir)
+        return _simulate_locked(config, out_dir, **kwargs)
+
+
+def _remove_orphans(out_dir: Path) -> None:
+    """Remove the temporary folders of an earlier generation of ``out_dir`` that was killed
+    (``DatasetWriter`` names them ``.NAME.XXXXXXXX.tmp`` and ``.NAME.old``); the caller holds the
+    folder's lock, so no live process is writing them."""
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}\.tmp|\.{re.escape(out_dir.name)}\.old")
+    if not out_dir.parent.is_dir():
+        return
+    for p in out_dir.parent.iterdir():
+        if p.is_dir() and pattern.fullmatch(p.name):
+            print(f"removing {p}, left by an interrupted generation", file=sys.stderr)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _simulate_locked(config: SimulationConfig, out_dir: Path, *, n_jobs: int | None, overwrite: bool,
+                     progress: bool, refresh_cache: bool) -> Dataset:
+    """:func:`simulate_dataset` once the caller holds the folder's lock."""
     key = config.cache_key()
     if is_dataset(out_dir) and not overwrite:
         existing = Dataset(out_dir)
@@ -173,7 +216,8 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
             print(f"regenerating {out_dir}: cached config {existing.provenance.get('config_hash')} "
                   f"(generator {existing.provenance.get('generator_version')}) != {key} "
                   f"(generator {GENERATOR_VERSION})", file=sys.stderr)
-            return simulate_dataset(config, out_dir, n_jobs=n_jobs, overwrite=True, progress=progress)
+            return _simulate_locked(config, out_dir, n_jobs=n_jobs, overwrite=True, progress=progress,
+                                    refresh_cache=False)
         raise InputError(f"{out_dir} holds a different dataset (config "
                          f"{existing.provenance.get('config_hash')} != {key}); use --overwrite")
     t0 = time.perf_counter()
@@ -191,7 +235,10 @@ def simulate_dataset(config: SimulationConfig, out_dir: str | os.PathLike, *, n_
     shot_tables = {k: np.empty((config.n_samples, config.n_shots)) for k in
                    ("temperature", "mass", "jitter_nm", "background")}
     ids = [f"{config.name}-{i + 1:04d}" for i in range(config.n_samples)]
-    n_jobs = default_jobs() if n_jobs is None else n_jobs
+    # more workers than samples only costs their start-up (a spawned worker imports libskit)
+    n_jobs = min(default_jobs() if n_jobs is None else n_jobs, config.n_samples)
+    if progress:
+        print(f"simulating {config.n_samples} samples into {out_dir} (config {key})", file=sys.stderr)
     bar = tqdm(total=config.n_samples, desc=f"simulate {config.name}", unit="sample",
                disable=not progress, file=sys.stderr)
     with DatasetWriter(out_dir, wavelengths, config.n_samples, config.n_shots, overwrite=True) as w:

@@ -27,6 +27,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from saca_lab import tracking
+from saca_lab.config import check_overrides
 from saca_lab.errors import InputError
 from saca_lab.sweeps.spec import SweepSpec, check_configs, load_sweep, short_name
 from saca_lab.sweeps.storage import (
@@ -276,9 +277,7 @@ def _init_study(study, spec: SweepSpec, overrides: Sequence[str], url: str, fing
     """Create the MLflow parent run and record what every worker must share."""
     client = tracking.client()
     exp_name = f"sweep-{study.study_name}"
-    exp = client.get_experiment_by_name(exp_name)
-    exp_id = exp.experiment_id if exp else client.create_experiment(
-        exp_name, artifact_location=tracking.artifact_location())
+    exp_id = tracking.experiment_id(exp_name, client)
     parent = client.create_run(exp_id, run_name=study.study_name, tags={
         "optuna.study": study.study_name, "optuna.storage": redact(url), "sweep": spec.name,
         "sweep_file": str(spec.path), "mlflow.note.content": spec.description})
@@ -372,6 +371,7 @@ def run_sweep(path: str | Path, n_trials: int | None = None, storage: str | None
         if key in spec.space:
             raise InputError(f"--set {item!r}: {key} is a searched parameter of {spec.path.name}")
     if overrides:
+        check_overrides(overrides)  # named as --set, not as the first trial that reads them
         check_configs(spec, overrides)
     budget = n_trials if n_trials is not None else spec.budget
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:

@@ -212,16 +212,4 @@ def init_tracking() -> None:
     and retried, as workers started together on a new store race to create its tables."""
     from saca_lab import tracking
 
-    uri = tracking.tracking_uri()
-    lock_path = f"{_sqlite_file(uri)}.init.lock" if uri.startswith("sqlite:///") else os.devnull
-    with open(lock_path, "a") as lock:
-        if lock_path != os.devnull:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        for attempt in range(ATTEMPTS):
-            try:
-                tracking.client().search_experiments(max_results=1)
-                return
-            except Exception:  # MLflow wraps the database's errors in its own types
-                if attempt + 1 == ATTEMPTS:
-                    raise
-                time.sleep(1.0 + attempt)
+    tracking.open_store()

@@ -155,6 +155,8 @@ class SpectraRegressor(pl.LightningModule):
         self.val_metrics = _metrics(n).clone(prefix="val_")
         self.test_metrics = _metrics(n).clone(prefix="test_")
         self._calibration = Calibration(n)
+        # True while training on cached frozen features (training/transfer.py)
+        self.features_cached = False
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
@@ -210,7 +212,9 @@ class SpectraRegressor(pl.LightningModule):
         ``augment`` (:class:`~saca_lab.data.augment.Augment`) shifts the raw spectra and adds
         its noise after the input standardisation, in units of each pixel's spread.
         """
-        if augment is None:
+        if getattr(self, "features_cached", False) and self.training:  # x: the batch's frozen features, cached
+            z = self.model.head(x).float()
+        elif augment is None:
             z = self.model(self._prepare(x)).float()
         else:
             z = self.model(augment.noise(self._prepare(augment.shift(x)))).float()
@@ -251,7 +255,9 @@ class SpectraRegressor(pl.LightningModule):
             loss = self._mse(mean, y)
         else:
             loss = nn.functional.gaussian_nll_loss(mean, y, logvar.exp())
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        # sync_dist: under DDP the epoch loss is averaged over the ranks (no-op on one device)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x),
+                 sync_dist=True)
         return loss
 
     def _eval_step(self, batch, metrics: MetricCollection, stage: str) -> None:
@@ -260,11 +266,13 @@ class SpectraRegressor(pl.LightningModule):
         pred = mean * self.target_std + self.target_mean
         y_std = (y - self.target_mean) / self.target_std
         loss = self._mse(mean, y_std)
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        # over all ranks under DDP, so best-checkpoint and early-stopping choices see every item
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x),
+                 sync_dist=True)
         metrics.update(pred, y)
         if logvar is not None:
             nll = nn.functional.gaussian_nll_loss(mean, y_std, logvar.exp())
-            self.log(f"{stage}_nll", nll, on_step=False, on_epoch=True, batch_size=len(x))
+            self.log(f"{stage}_nll", nll, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True)
             if stage == "test":
                 self._calibration.update(pred, torch.exp(0.5 * logvar) * self.target_std, y)
 

@@ -8,6 +8,7 @@ a pyfunc model that predicts from raw spectra.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import tempfile
 import warnings
@@ -17,7 +18,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import MLFlowLogger
 
 from saca_lab import tracking
 from saca_lab.config import DEFAULTS, dump_config, flatten
@@ -26,12 +26,15 @@ from saca_lab.data.splits import make_split
 from saca_lab.errors import InputError
 from saca_lab.models import model_info
 from saca_lab.preprocessing.line_selection import TRCSL_LINES
-from saca_lab.runtime import resolve_training
+from saca_lab.runtime import resolve_strategy, resolve_training
+from saca_lab.training import resume as resuming
 from saca_lab.training.checkpoint import load_checkpoint
 from saca_lab.training.module import SpectraRegressor
 from saca_lab.training.reporting import per_sample_metrics, plot_pred_vs_true
 from saca_lab.training.transfer import (
+    CacheFrozenFeatures,
     FreezeFeatures,
+    caches_features,
     finetune_model_config,
     load_pretrained,
     output_layer_matches,
@@ -130,13 +133,18 @@ def _model_config(cfg: dict, dm: SpectraDataModule) -> dict:
 
 
 def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None = None,
-                   parent_run_id: str | None = None, tags: dict | None = None) -> dict:
+                   parent_run_id: str | None = None, tags: dict | None = None,
+                   resume: str | None = None) -> dict:
     """Train and test one configuration; return run id, final metrics and checkpoint path.
 
     ``callbacks`` are added to the Trainer's (e.g. Optuna pruning); ``parent_run_id`` nests the
     MLflow run under a parent (a sweep or a comparison study); ``tags`` are set on the run. An
-    exception raised during training carries the MLflow run id as ``exc.run_id``.
+    exception raised during training carries the MLflow run id as ``exc.run_id``. ``resume``
+    (an MLflow run id) continues that unfinished run from its last resume checkpoint, into the
+    same run; refused (InputError) if its reuse key differs (see
+    :mod:`saca_lab.training.resume`). The run stays RUNNING until everything is logged.
     """
+    checkpoint_every = resuming.check_every(cfg["train"]["checkpoint_every"])
     if cfg["train"]["early_stopping"]:
         require_validation(cfg, "train.early_stopping (it monitors val_loss)")
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
@@ -182,41 +190,97 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
                   file=sys.stderr)
         reinitialised = load_pretrained(module, source_ckpt, reinit_output=reinit_output)
         callbacks.append(FreezeFeatures(transfer.get("unfreeze_at_epoch"), transfer.get("unfreeze_lr")))
+        if caches_features(module.model, dm.augment, transfer.get("unfreeze_at_epoch")):
+            callbacks.append(CacheFrozenFeatures(dm))
     has_val = len(dm.split.val) > 0
     workdir = Path(tempfile.mkdtemp(prefix="saca-run-"))
+    key = resuming.run_key(cfg, [precision, channels_last], dm.ds.path, source_ckpt)
+    # checked and read (safely) before the run is touched
+    resume_ckpt = resuming.fetch_checkpoint(resuming.check_resumable(resume, key), workdir) if resume else None
     ckpt_cb = ModelCheckpoint(dirpath=workdir, monitor="val_loss" if has_val else None,
                               save_top_k=1, save_last=False, filename="best")
     callbacks.append(ckpt_cb)
+    if checkpoint_every:
+        callbacks.append(resuming.ResumeCheckpoint(checkpoint_every, workdir, best=ckpt_cb))
     if t["early_stopping"]:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", **t["early_stopping"]))
-    logger = MLFlowLogger(experiment_name=cfg["tracking"]["experiment"],
-                          run_name=cfg["tracking"]["run_name"] or cfg["name"],
-                          tracking_uri=tracking.tracking_uri(), log_model=False,
-                          artifact_location=tracking.artifact_location(),
-                          tags={**(tags or {}), "precision": precision,
-                                "channels_last": str(channels_last).lower(),
-                                **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
+    if resume:
+        resuming.reopen(resume)
+    # created here, race-safely: Lightning's get-or-create fails when another process wins
+    tracking.experiment_id(cfg["tracking"]["experiment"])
+    logger = resuming.RunLogger(experiment_name=cfg["tracking"]["experiment"], run_id=resume,
+                                run_name=cfg["tracking"]["run_name"] or cfg["name"],
+                                tracking_uri=tracking.tracking_uri(), log_model=False,
+                                artifact_location=tracking.artifact_location(),
+                                tags={**(tags or {}), **key, **resuming.owner_tags(), "precision": precision,
+                                      "channels_last": str(channels_last).lower(),
+                                      **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
+    strategy = resolve_strategy(t["strategy"], t["devices"], t["accelerator"])
     trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
+                         strategy=strategy, sync_batchnorm=_sync_batchnorm(t, strategy),
                          precision=precision, logger=logger, callbacks=callbacks,
                          deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
                          fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
                          num_sanity_val_steps=0, enable_model_summary=progress,
-                         limit_val_batches=None if has_val else 0)
+                         limit_val_batches=None if has_val else 0, plugins=[resuming.SafeCheckpointIO()])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        if trainer.world_size > 1:
+            _ = logger.run_id  # the run exists before the ranks start, so rank 0 logs into it
         try:
-            trainer.fit(module, dm)
+            trainer.fit(module, dm, ckpt_path=resume_ckpt, weights_only=True)
         except BaseException as exc:
             exc.run_id = logger.run_id
             raise
+        if trainer.world_size > 1:
+            if not trainer.is_global_zero:  # ``ddp``: a re-run of the command, for rank > 0
+                shutil.rmtree(workdir, ignore_errors=True)  # rank 0's folder holds the checkpoint
+                return {"run_id": None, "rank": trainer.global_rank}
+            trainer = _single_device_tester(trainer, t, precision, logger, progress)
         best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
         test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
     final_ckpt = workdir / "model.ckpt"
     trainer.save_checkpoint(final_ckpt)
     run_id = logger.run_id
-    result = _log_run(cfg, logger, module, dm, final_ckpt, test_metrics, reinitialised, transfer)
+    try:
+        result = _log_run(cfg, logger, module, dm, final_ckpt, test_metrics, reinitialised, transfer)
+    except BaseException:
+        logger.experiment.set_terminated(run_id, "FAILED")
+        raise
+    resuming.finish(run_id, logger.experiment)
     result.update(run_id=run_id, checkpoint=str(final_ckpt))
     return result
+
+
+def _sync_batchnorm(train: dict, strategy: str) -> bool:
+    """Batch-norm statistics over the global batch when training on several GPUs, so a step
+    normalises as one process would; torch's SyncBatchNorm runs on GPUs only, so CPU ranks keep
+    per-rank statistics (our TrCSL models have no batch norm; SACA's ResNet has)."""
+    multi = strategy not in ("auto", "single_device")
+    accelerator = str(train["accelerator"])
+    return multi and accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def _single_device_tester(trainer: pl.Trainer, train: dict, precision: str, logger,
+                          progress: bool) -> pl.Trainer:
+    """A one-device Trainer for the test after a multi-process fit.
+
+    Testing under DDP would shard the test samples over the ranks, pad the shards with
+    repeated items (DistributedSampler) and log from every rank; here the test runs once, in
+    this process (rank 0), on every test item. Under ``ddp`` (the command re-run per rank) the
+    other ranks have returned, so the process group is taken down first: torchmetrics would
+    otherwise wait for them to sync.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    root = trainer.strategy.root_device
+    devices = [root.index] if root.type == "cuda" else 1
+    return pl.Trainer(accelerator=train["accelerator"], devices=devices, precision=precision,
+                      logger=logger, deterministic=True, enable_progress_bar=progress,
+                      enable_model_summary=False, enable_checkpointing=False,
+                      plugins=[trainer.strategy.checkpoint_io])
 
 
 def _log_run(cfg, logger, module, dm, ckpt, test_metrics, reinitialised, transfer) -> dict:

@@ -54,6 +54,59 @@ class FreezeFeatures(BaseFinetuning):
                                               train_bn=True)
 
 
+#: Whether a fine-tune whose features stay frozen trains its head on features computed once
+#: (:class:`CacheFrozenFeatures`); tests and benchmarks switch it off to compare.
+CACHE_FROZEN_FEATURES = True
+
+
+def caches_features(model, augment, unfreeze_at_epoch) -> bool:
+    """Whether a fine-tune can train the head on cached features: the network is
+    ``head(features(x))`` (the TrCSL family), nothing unfreezes the features, and no augmentation
+    changes the training inputs between epochs."""
+    from saca_lab.models.cnn_se_lstm import CNNSELSTM
+
+    return (CACHE_FROZEN_FEATURES and isinstance(model, CNNSELSTM) and augment is None
+            and unfreeze_at_epoch is None)
+
+
+class CacheFrozenFeatures(pl.Callback):
+    """Compute the frozen features of the training items once, and train the head on them.
+
+    With the feature extractor frozen and in eval mode (:class:`FreezeFeatures`) and no
+    augmentation, an item's features are the same at every epoch, yet each training step ran
+    them again; for the 2D TrCSL network that forward pass is most of a head-only step. Here
+    they are computed at the start of ``fit``, under the Trainer's precision context (bf16
+    autocast where it trains in bf16), on its device, and the data module's training loader
+    hands them out instead of the inputs (same items, same order). Validation and test still
+    run the whole network on the inputs, and the checkpoint holds the whole network.
+    The features of one item do not depend on the others in its batch, so the head sees the
+    values it would have seen, up to the round-off of kernels chosen for another batch size.
+    """
+
+    def __init__(self, datamodule, batch_size: int = 256) -> None:
+        self.datamodule = datamodule
+        self.batch_size = batch_size
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = self.datamodule
+        dm.train_inputs = None
+        x = dm.tensors("train").tensors[0]
+        features = pl_module.model.features
+        mode = features.training
+        features.eval()
+        out = []
+        with torch.no_grad(), trainer.precision_plugin.forward_context():
+            for i in range(0, len(x), self.batch_size):
+                out.append(features(pl_module._prepare(x[i:i + self.batch_size].to(pl_module.device))).cpu())
+        features.train(mode)
+        dm.train_inputs = torch.cat(out)
+        pl_module.features_cached = True
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.datamodule.train_inputs = None
+        pl_module.features_cached = False
+
+
 #: Model settings a fine-tune may change from its source: they hold no weights, so the source's
 #: state dict still loads. Dropout is one: TrCSL freezes it with the features (Sec. 2.4,
 #: ``dropout_position: features``); in the head (``head``) it regularises the fine-tuned head.

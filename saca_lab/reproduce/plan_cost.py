@@ -1,0 +1,275 @@
+"""What a reproduction costs here: measured training-step times and a per-figure estimate.
+
+The estimate is a model, not a measurement: each training run costs its epochs times its
+steps per epoch (items of the training split over the batch size) times the step time measured
+on this machine for its model family, plus a fixed cost per run and the generation of datasets
+that are not cached yet. It decides what :mod:`saca_lab.reproduce.plan` cuts to fit a budget;
+the report prints the wall time that was really spent next to it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+#: Timed steps per model (after one warm-up step): at least PROBE_STEPS, more while under
+#: PROBE_SECONDS in all (cheap models: a steadier median on a busy machine), at most PROBE_MAX_STEPS.
+PROBE_STEPS = 3
+PROBE_SECONDS = 2.0
+PROBE_MAX_STEPS = 25
+#: Validation and test passes, per-epoch callbacks and logging on top of the training steps.
+EVAL_FACTOR = 1.2
+#: Per training run: Trainer and data module set-up, MLflow run and artifacts (the transfer
+#: study's 150-epoch, one-step-per-epoch fits took 2.9-4.3 s on the 2-core development machine).
+RUN_OVERHEAD_S = 1.0
+#: Fine-tuning only the head: the frozen features are computed once (one forward pass, about a
+#: third of a training step) and each later step trains the head alone, ~4 ms per batch whatever
+#: the network (BENCHMARKS.md "finetune-cache": 18-20 ms per 5-batch epoch, 1D and 2D).
+HEAD_FEATURES_PASS = 1 / 3
+HEAD_STEP_S = 0.004
+#: Generating a dataset that is not cached yet, per sample (plasma, lines and shots; measured
+#: on the development machine: ~96 s for the quick slag and carbon-steel sets, 120 samples).
+GEN_S_PER_SAMPLE = 0.8
+#: One SVR fit inside PSO-SVR (Fig. 14 baselines, <= 100 samples).
+PSO_FIT_S = 0.005
+#: Spectra airPLS-corrected by the probe (16,375 points each).
+AIRPLS_PROBE_SPECTRA = 8
+#: Plots, tables and report rows of one figure.
+FIGURE_OVERHEAD_S = 2.0
+#: Batch sizes of the experiment files (trcsl*: 32, saca_stainless: 16, compare_gll: 16).
+BATCH = {"trcsl": 32, "saca": 16, "gll": 16}
+#: Train fraction of every split here (7:3 or 70/15/15 by sample).
+TRAIN_FRACTION = 0.7
+
+
+def probe_models(mode) -> dict[str, tuple[str, int]]:
+    """Model families a reproduction of ``mode`` trains: key -> (registered model, batch).
+
+    ``trcsl_1d`` stands for every 1D line-window network (ablations, GLL), ``trcsl`` for the
+    2D ones (Fig. 9's 2D trials in every mode), the SACA model for SACA Table 1.
+    """
+    return {"trcsl_1d": ("trcsl_1d", BATCH["trcsl"]), "trcsl": ("trcsl", BATCH["trcsl"]),
+            mode.saca_model: (mode.saca_model, BATCH["saca"])}
+
+
+def measure_step_times(models: Mapping[str, tuple[str, int]], steps: int = PROBE_STEPS,
+                       min_seconds: float = PROBE_SECONDS) -> dict:
+    """Seconds per training step (forward, backward, Adam) of each model on random inputs of its
+    paper size, with the precision and memory format ``auto`` resolves to here: the median of at
+    least ``steps`` steps, more until ``min_seconds`` were spent (at most ``PROBE_MAX_STEPS``).
+
+    Returns
+    -------
+    dict
+        ``{"step_seconds": {key: s}, "precision": {key: "bf16-mixed, channels_last"}}``.
+    """
+    import torch
+
+    from saca_lab.models import create_model, model_info
+    from saca_lab.runtime import BF16, resolve_training
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    out = {"step_seconds": {}, "precision": {}}
+    for key, (name, batch) in models.items():
+        info = model_info(name)
+        precision, channels_last = resolve_training(
+            {"precision": "auto", "channels_last": "auto", "accelerator": "auto"}, info.input_kind)
+        torch.manual_seed(0)
+        model = create_model(name, n_outputs=4).to(device)
+        x = torch.randn(batch, 1, *info.default_input, device=device)
+        if channels_last and x.dim() == 4:
+            model = model.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        times: list[float] = []
+        for i in range(max(steps, PROBE_MAX_STEPS) + 1):
+            if len(times) >= steps and sum(times) >= min_seconds:
+                break
+            t0 = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == BF16):
+                pred = model(x)
+            pred = pred[0] if isinstance(pred, (tuple, list)) else pred
+            loss = pred.float().square().mean()  # any output shape; the cost is the same
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cuda:
+                torch.cuda.synchronize()
+            if i:  # the first step allocates and picks kernels
+                times.append(time.perf_counter() - t0)
+        out["step_seconds"][key] = round(statistics.median(times), 4)
+        out.setdefault("probe_steps", {})[key] = len(times)
+        out["precision"][key] = precision + (", channels_last" if channels_last else "")
+    out["airpls_seconds"] = measure_airpls()
+    return out
+
+
+def measure_airpls(n: int = AIRPLS_PROBE_SPECTRA) -> float:
+    """Seconds per spectrum of batched airPLS (TrCSL's lambda 1e4, 50 iterations) on smooth
+    synthetic spectra of the TrCSL instrument's length: the preprocessing of each dataset."""
+    import numpy as np
+
+    from saca_lab.preprocessing.baseline import airpls_batch
+
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0.0, 1.0, 16375)
+    y = 1 + grid[None, :] ** 2 + np.abs(rng.normal(0, 0.05, (n, grid.size)))
+    t0 = time.perf_counter()
+    airpls_batch(y)
+    return round((time.perf_counter() - t0) / n, 5)
+
+
+@dataclass(frozen=True)
+class Size:
+    samples: int
+    shots: int
+    cached: bool
+
+
+def dataset_size(spec, data_root: str | None = None) -> Size:
+    """Samples and shots of a mode's dataset spec (a preset mapping or a dataset folder), and
+    whether it is on disk already (a preset's cache folder, as ``resolve_dataset`` names it)."""
+    from saca_lab.data import store
+    from saca_lab.spectra.presets import get_preset
+
+    if isinstance(spec, Mapping):
+        preset = get_preset(spec["preset"])
+        name = spec.get("path") or "-".join(
+            [spec["preset"]] + [f"{k}{spec[k]}" for k in ("samples", "shots", "seed")
+                                if spec.get(k) is not None])
+        cached = store.is_dataset(store.data_root(data_root) / name)
+        return Size(int(spec.get("samples") or preset.n_samples),
+                    int(spec.get("shots") or preset.n_shots), cached)
+    ds = store.open_dataset(spec)
+    return Size(int(ds.shape[0]), int(ds.shape[1]), True)
+
+
+def _per_sample(shots: int, k) -> int:
+    """Items per sample for ``data.shots`` k: groups of k shots, each shot, or one average."""
+    if k == "each":
+        return shots
+    if isinstance(k, int) and not isinstance(k, bool):
+        return max(1, shots // k)
+    return 1
+
+
+class Estimate:
+    """Accumulates the seconds and the run count of one figure."""
+
+    def __init__(self, steps: Mapping[str, float]) -> None:
+        self.steps, self.seconds, self.runs = steps, FIGURE_OVERHEAD_S, 0
+
+    def train(self, family: str, epochs: int, items: float, batch: int = BATCH["trcsl"],
+              n: int = 1, head_only: bool = False) -> None:
+        batches = math.ceil(max(items, 1) / batch)
+        per_epoch = batches * self.steps[family] * EVAL_FACTOR
+        if head_only:
+            run = per_epoch * HEAD_FEATURES_PASS + epochs * batches * HEAD_STEP_S
+        else:
+            run = epochs * per_epoch
+        self.seconds += n * (run + RUN_OVERHEAD_S)
+        self.runs += n
+
+
+def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapping,
+                     data_root: str | None = None) -> dict[str, tuple[float, int]]:
+    """Estimated (seconds, training runs) of each figure in ``only`` (registry order), from the
+    ``measured`` step times (and airPLS time per spectrum) of :func:`measure_step_times`."""
+    from saca_lab.compare.plan import parse_sizes
+
+    sizes = {w: dataset_size(getattr(mode, w), data_root) for w in ("slag", "carbon_steel", "stainless")}
+    fam = "trcsl_1d" if mode.dims == "1d" else "trcsl"
+
+    def items(which: str, n_samples: float | None = None, k=None) -> float:
+        s = sizes[which]
+        n = s.samples if n_samples is None else n_samples
+        return n * _per_sample(s.shots, mode.shots if k is None else k) * TRAIN_FRACTION
+
+    generated: set[str] = set()
+
+    def generate(est: Estimate, *which: str) -> None:
+        """A dataset's generation (when not cached) and preprocessing, where it is first used."""
+        for w in which:
+            if w not in generated:
+                est.seconds += 0 if sizes[w].cached else sizes[w].samples * GEN_S_PER_SAMPLE
+                # features are cached after the shots are grouped: airPLS once per item
+                k = mode.saca_shots if w == "stainless" else mode.shots
+                est.seconds += items(w, k=k) / TRAIN_FRACTION * measured.get("airpls_seconds", 0.0)
+            generated.add(w)
+
+    def pair(est: Estimate, n: int, family: str = fam, pre: bool = True) -> None:
+        if pre:
+            est.train(family, mode.pretrain_epochs, items("slag"), n=n)
+        est.train(family, mode.finetune_epochs, items("carbon_steel"), n=n, head_only=True)
+
+    def trials(grid: int) -> int:
+        return grid if mode.sweep_trials is None else min(grid, mode.sweep_trials)
+
+    out = {}
+    for name in only:
+        est = Estimate(measured["step_seconds"])
+        if name in ("fig8", "table1", "fig13"):
+            generate(est, "slag", "carbon_steel")
+        elif name == "fig12":
+            generate(est, "slag", "carbon_steel")
+            pair(est, 4 * len(mode.seeds))
+        elif name == "fig11":  # "with" correction is fig12's TrCSL pair when fig12 runs
+            generate(est, "slag", "carbon_steel")
+            pair(est, (1 if "fig12" in only else 2) * len(mode.seeds))
+        elif name == "fig9":
+            generate(est, "slag")
+            for axis, values in fig9_2d["values"].items():
+                est.train("trcsl_1d", mode.sweep_epochs, items("slag"), n=trials(fig9_2d["grid"][axis]))
+                est.train("trcsl", fig9_2d["epochs"], items("slag"), n=trials(len(values)))
+        elif name in ("figS3", "figS4"):
+            generate(est, "slag")
+            est.train(fam, mode.sweep_epochs, items("slag"), n=trials(5))
+        elif name == "fig14":
+            generate(est, "slag", "carbon_steel")
+            if "fig12" not in only:
+                est.train(fam, mode.pretrain_epochs, items("slag"))
+            counts = parse_sizes(mode.compare_sizes)
+            # TrCSL is fine-tuned on the transfer set: only the sizes it holds
+            for size in [c for c in counts if c <= sizes["carbon_steel"].samples]:
+                est.train(fam, mode.finetune_epochs, items("carbon_steel", size), n=mode.compare_repeats,
+                          head_only=True)
+            pso = mode.pso.get("n_particles", 20) * mode.pso.get("n_iter", 20)
+            est.seconds += len(counts) * mode.compare_repeats * pso * PSO_FIT_S
+        elif name == "fig15":
+            generate(est, "slag", "carbon_steel")
+            if "fig12" not in only and "fig14" not in only:
+                est.train(fam, mode.pretrain_epochs, items("slag"))
+            for size in parse_sizes(mode.deep_sizes):
+                est.train(fam, mode.finetune_epochs, items("carbon_steel", size), n=mode.deep_repeats,
+                          head_only=True)
+                est.train("trcsl_1d", mode.gll_epochs, items("carbon_steel", size), BATCH["gll"],
+                          n=mode.deep_repeats)
+        elif name == "transfer":
+            generate(est, "slag", "carbon_steel")
+            if not ("fig12" in only and mode.dims == "1d"):
+                est.train("trcsl_1d", mode.pretrain_epochs, items("slag"))
+            for size in parse_sizes(mode.transfer_sizes):
+                n, train = mode.transfer_repeats, items("carbon_steel", size)
+                est.train("trcsl_1d", mode.finetune_epochs, train, n=n, head_only=True)
+                est.train("trcsl_1d", mode.finetune_epochs, train, n=n)
+                est.train("trcsl_1d", mode.transfer_scratch_epochs, train, n=n)
+                est.train("trcsl_1d", mode.gll_epochs, train, BATCH["gll"], n=n)
+        elif name == "saca_table1":  # an upper bound: early stopping usually ends it first
+            generate(est, "stainless")
+            est.train(mode.saca_model, mode.saca_epochs, items("stainless", k=mode.saca_shots),
+                      BATCH["saca"], n=len(mode.saca_seeds))
+        elif name == "clean_vs_calibrated" and getattr(mode, name, False):  # Fig. 14 + transfer
+            again = figure_estimates(mode, ["fig14", "transfer"], fig9_2d, measured, data_root)
+            est.seconds += sum(s for s, _ in again.values())
+            est.runs += sum(r for _, r in again.values())
+        elif name == "saca_speed":
+            generate(est, "stainless")
+            if "saca_table1" not in only:
+                est.train(mode.saca_model, mode.saca_epochs, items("stainless", k=mode.saca_shots),
+                          BATCH["saca"])
+        out[name] = (est.seconds, est.runs)
+    return out
