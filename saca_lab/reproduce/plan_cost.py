@@ -25,14 +25,22 @@ EVAL_FACTOR = 1.2
 #: Per training run: Trainer and data module set-up, MLflow run and artifacts (the transfer
 #: study's 150-epoch, one-step-per-epoch fits took 2.9-4.3 s on the 2-core development machine).
 RUN_OVERHEAD_S = 1.0
+#: Per epoch, whatever the model: Lightning's loops, validation, per-epoch logging (150-epoch,
+#: one-step-per-epoch transfer fits: 4.2 s all layers, 2.6 s head only, in the quick report of
+#: 2026-12-01 on the AMX Xeon).
+EPOCH_OVERHEAD_S = 0.013
+#: Per epoch of a sweep trial on top of that: the pruning callback reports to the Optuna storage
+#: (30-epoch 1D trials took 3.2-5.7 s there, against 2.2 s from step times alone).
+SWEEP_EPOCH_OVERHEAD_S = 0.035
 #: Fine-tuning only the head: the frozen features are computed once (one forward pass, about a
 #: third of a training step) and each later step trains the head alone, ~4 ms per batch whatever
 #: the network (BENCHMARKS.md "finetune-cache": 18-20 ms per 5-batch epoch, 1D and 2D).
 HEAD_FEATURES_PASS = 1 / 3
 HEAD_STEP_S = 0.004
 #: Generating a dataset that is not cached yet, per sample (plasma, lines and shots; measured
-#: on the development machine: ~96 s for the quick slag and carbon-steel sets, 120 samples).
-GEN_S_PER_SAMPLE = 0.8
+#: on the development machine: 65 s for the quick slag and carbon-steel sets, 120 samples, with
+#: their airPLS pass).
+GEN_S_PER_SAMPLE = 0.55
 #: One SVR fit inside PSO-SVR (Fig. 14 baselines, <= 100 samples).
 PSO_FIT_S = 0.005
 #: Spectra airPLS-corrected by the probe (16,375 points each).
@@ -157,6 +165,27 @@ def _per_sample(shots: int, k) -> int:
     return 1
 
 
+def trial_cost_factor(axis: str, value) -> float:
+    """Step time of a 2D ``trcsl`` with one Fig. 9 setting changed, relative to the probed
+    default (4 units, kernel size 3, 32 kernels).
+
+    Fitted to the 30-epoch trials of the quick report of 2026-12-01 (AMX Xeon, 2 cores): 8-128
+    kernels took 0.48, 0.66, 1, 2.05, 3.95 times the default; kernel size 5-9 1.05-1.33 times;
+    1-3 units 2.0, 1.28, 1.14 times (fewer pooling stages leave a larger map for the LSTM).
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return 1.0
+    if axis.endswith("kernels"):
+        return max(v / 32, 0.3 + 0.7 * v / 32)
+    if axis.endswith("kernel_size"):
+        return 1 + 0.04 * ((v / 3) ** 2 - 1)
+    if axis.endswith("n_units"):
+        return {1: 2.0, 2: 1.3, 3: 1.1}.get(int(v), 1.0)
+    return 1.0
+
+
 class Estimate:
     """Accumulates the seconds and the run count of one figure."""
 
@@ -164,13 +193,16 @@ class Estimate:
         self.steps, self.seconds, self.runs = steps, FIGURE_OVERHEAD_S, 0
 
     def train(self, family: str, epochs: int, items: float, batch: int = BATCH["trcsl"],
-              n: int = 1, head_only: bool = False) -> None:
+              n: int = 1, head_only: bool = False, sweep: bool = False, scale: float = 1.0) -> None:
+        """Add ``n`` runs; ``scale`` multiplies the measured step time (a sweep value that
+        makes the network costlier than the probed default, see :func:`trial_cost_factor`)."""
         batches = math.ceil(max(items, 1) / batch)
-        per_epoch = batches * self.steps[family] * EVAL_FACTOR
+        per_epoch = batches * self.steps[family] * scale * EVAL_FACTOR
         if head_only:
             run = per_epoch * HEAD_FEATURES_PASS + epochs * batches * HEAD_STEP_S
         else:
             run = epochs * per_epoch
+        run += epochs * (EPOCH_OVERHEAD_S + (SWEEP_EPOCH_OVERHEAD_S if sweep else 0.0))
         self.seconds += n * (run + RUN_OVERHEAD_S)
         self.runs += n
 
@@ -223,11 +255,14 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
         elif name == "fig9":
             generate(est, "slag")
             for axis, values in fig9_2d["values"].items():
-                est.train("trcsl_1d", mode.sweep_epochs, items("slag"), n=trials(fig9_2d["grid"][axis]))
-                est.train("trcsl", fig9_2d["epochs"], items("slag"), n=trials(len(values)))
+                est.train("trcsl_1d", mode.sweep_epochs, items("slag"), n=trials(fig9_2d["grid"][axis]),
+                          sweep=True)
+                for value in values[:trials(len(values))]:
+                    est.train("trcsl", fig9_2d["epochs"], items("slag"), sweep=True,
+                              scale=trial_cost_factor(axis, value))
         elif name in ("figS3", "figS4"):
             generate(est, "slag")
-            est.train(fam, mode.sweep_epochs, items("slag"), n=trials(5))
+            est.train(fam, mode.sweep_epochs, items("slag"), n=trials(5), sweep=True)
         elif name == "fig14":
             generate(est, "slag", "carbon_steel")
             if "fig12" not in only:
