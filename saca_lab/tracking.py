@@ -67,7 +67,11 @@ def open_store(uri: str | None = None) -> None:
     from saca_lab.locking import file_lock
 
     db = sqlite_file(uri)
-    lock = file_lock(f"{db}.init.lock", waiting=f"another process is creating {db}") if db else nullcontext()
+    lock = nullcontext()
+    # a store in a folder we cannot write (a read-only copy of someone's mlruns/) is read
+    # without the lock: no process can be migrating it from here
+    if db and os.access(os.path.dirname(os.path.abspath(db)), os.W_OK):
+        lock = file_lock(f"{db}.init.lock", waiting=f"another process is creating {db}")
     with lock:
         for attempt in range(OPEN_ATTEMPTS):
             try:

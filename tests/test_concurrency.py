@@ -189,3 +189,21 @@ def test_two_reproductions_on_one_store_and_data_root(tmp_path):
     for out in ("full", "only"):
         assert (tmp_path / out / "report.md").is_file()
         assert not list((tmp_path / out).glob(".*"))  # no temporary file left behind
+
+
+def test_a_store_in_a_folder_we_cannot_write_is_read_without_a_lock_file(tmp_path, monkeypatch):
+    """A read-only copy of someone's mlruns/ (predict, reports) must open: no lock file there."""
+    import mlflow
+
+    from saca_lab import tracking
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    mlflow.MlflowClient(uri).create_experiment("shared")  # the store exists
+    real_access = os.access
+    monkeypatch.setattr(tracking.os, "access",
+                        lambda p, mode: False if str(p) == str(tmp_path) else real_access(p, mode))
+    tracking._opened.discard(uri)
+    tracking.open_store(uri)
+    assert not (tmp_path / "mlflow.db.init.lock").exists()
+    assert mlflow.MlflowClient(uri).get_experiment_by_name("shared") is not None

@@ -266,3 +266,33 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(train_data, ml
     for key in ("epoch", "train_loss", "val_loss"):
         assert _history(client, rid, key) == _history(client, ref_id, key), key
     assert _final(client.get_run(rid)) == _final(client.get_run(ref_id))
+
+
+def test_a_failure_after_the_fit_ends_the_run_failed_not_running(train_data, mlflow_tmp, monkeypatch):
+    """The final checkpoint failing to save (a full disk) must not leave the run RUNNING."""
+    from saca_lab.config import load_config
+    from saca_lab.training.run import run_experiment
+
+    save = resuming.SafeCheckpointIO.save_checkpoint
+
+    def full_disk(self, checkpoint, path, *args, **kwargs):
+        if str(path).endswith("model.ckpt"):
+            raise OSError(28, "No space left on device")
+        return save(self, checkpoint, path, *args, **kwargs)
+
+    monkeypatch.setattr(resuming.SafeCheckpointIO, "save_checkpoint", full_disk)
+    cfg = load_config(EXP, _sets(train_data["slag"], "train.max_epochs=1", "train.checkpoint_every=0"))
+    with pytest.raises(OSError) as err:
+        run_experiment(cfg, progress=False)
+    run = mlflow.MlflowClient().get_run(err.value.run_id)
+    assert run.info.status == "FAILED"
+
+
+def test_a_ddp_child_rank_reads_the_checkpoint_without_the_owner_check(monkeypatch):
+    from saca_lab.training import run as run_mod
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert run_mod._ddp_child()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.delenv("NODE_RANK", raising=False)
+    assert not run_mod._ddp_child()

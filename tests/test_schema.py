@@ -327,3 +327,12 @@ def test_every_model_argument_has_a_checked_type():
                          ids=lambda p: Path(p).name)
 def test_shipped_experiments_pass_the_schema(path):
     load_config(path)
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 0.001), ("1E4", 10000.0), ("-2.5e+3", -2500.0),
+                                         ("[1e-3, 2]", [0.001, 2]), ("e5", "e5"), ("2024", 2024)])
+def test_exponent_numbers_are_floats_as_in_yaml_1_2(text, value):
+    """PyYAML (YAML 1.1) reads 1e-3 as a string; a learning rate written that way must work."""
+    from saca_lab.config import parse_value
+
+    assert parse_value(text) == value and type(parse_value(text)) is type(value)

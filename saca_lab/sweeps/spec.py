@@ -49,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from saca_lab.config import DEFAULTS, load_config
+from saca_lab.config import DEFAULTS, load_config, load_yaml
 from saca_lab.errors import InputError
 
 FIELDS = ("description", "base", "set", "space", "sampler", "pruner", "objective", "n_trials",
@@ -274,9 +274,11 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if not path.is_file():
         raise InputError(f"sweep file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}  # as experiment files: 1e-3 is a float, no repeated key
     except yaml.YAMLError as e:
         raise InputError(f"{path}: invalid YAML: {e}") from None
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
     raw = _check_keys(raw, FIELDS, str(path))
     src = str(path)
     space_raw = raw.get("space")

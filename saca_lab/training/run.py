@@ -8,6 +8,7 @@ a pyfunc model that predicts from raw spectra.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -195,8 +196,13 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
     has_val = len(dm.split.val) > 0
     workdir = Path(tempfile.mkdtemp(prefix="saca-run-"))
     key = resuming.run_key(cfg, [precision, channels_last], dm.ds.path, source_ckpt)
-    # checked and read (safely) before the run is touched
-    resume_ckpt = resuming.fetch_checkpoint(resuming.check_resumable(resume, key), workdir) if resume else None
+    # checked and read (safely) before the run is touched; a ``ddp`` rank > 0 re-runs this command
+    # while rank 0 already holds the run RUNNING, so it only reads the checkpoint
+    if resume:
+        run = (tracking.client().get_run(resume) if _ddp_child() else resuming.check_resumable(resume, key))
+        resume_ckpt = resuming.fetch_checkpoint(run, workdir)
+    else:
+        resume_ckpt = None
     ckpt_cb = ModelCheckpoint(dirpath=workdir, monitor="val_loss" if has_val else None,
                               save_top_k=1, save_last=False, filename="best")
     callbacks.append(ckpt_cb)
@@ -204,52 +210,72 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
         callbacks.append(resuming.ResumeCheckpoint(checkpoint_every, workdir, best=ckpt_cb))
     if t["early_stopping"]:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", **t["early_stopping"]))
-    if resume:
-        resuming.reopen(resume)
-    # created here, race-safely: Lightning's get-or-create fails when another process wins
-    tracking.experiment_id(cfg["tracking"]["experiment"])
-    logger = resuming.RunLogger(experiment_name=cfg["tracking"]["experiment"], run_id=resume,
-                                run_name=cfg["tracking"]["run_name"] or cfg["name"],
-                                tracking_uri=tracking.tracking_uri(), log_model=False,
-                                artifact_location=tracking.artifact_location(),
-                                tags={**(tags or {}), **key, **resuming.owner_tags(), "precision": precision,
-                                      "channels_last": str(channels_last).lower(),
-                                      **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
-    strategy = resolve_strategy(t["strategy"], t["devices"], t["accelerator"])
-    trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
-                         strategy=strategy, sync_batchnorm=_sync_batchnorm(t, strategy),
-                         precision=precision, logger=logger, callbacks=callbacks,
-                         deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
-                         fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
-                         num_sanity_val_steps=0, enable_model_summary=progress,
-                         limit_val_batches=None if has_val else 0, plugins=[resuming.SafeCheckpointIO()])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        if trainer.world_size > 1:
-            _ = logger.run_id  # the run exists before the ranks start, so rank 0 logs into it
-        try:
-            trainer.fit(module, dm, ckpt_path=resume_ckpt, weights_only=True)
-        except BaseException as exc:
-            exc.run_id = logger.run_id
-            raise
-        if trainer.world_size > 1:
-            if not trainer.is_global_zero:  # ``ddp``: a re-run of the command, for rank > 0
-                shutil.rmtree(workdir, ignore_errors=True)  # rank 0's folder holds the checkpoint
-                return {"run_id": None, "rank": trainer.global_rank}
-            trainer = _single_device_tester(trainer, t, precision, logger, progress)
-        best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
-        test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
-    final_ckpt = workdir / "model.ckpt"
-    trainer.save_checkpoint(final_ckpt)
-    run_id = logger.run_id
+    logger = None
     try:
+        if resume:
+            resuming.reopen(resume)
+        # created here, race-safely: Lightning's get-or-create fails when another process wins
+        tracking.experiment_id(cfg["tracking"]["experiment"])
+        logger = resuming.RunLogger(experiment_name=cfg["tracking"]["experiment"], run_id=resume,
+                                    run_name=cfg["tracking"]["run_name"] or cfg["name"],
+                                    tracking_uri=tracking.tracking_uri(), log_model=False,
+                                    artifact_location=tracking.artifact_location(),
+                                    tags={**(tags or {}), **key, **resuming.owner_tags(), "precision": precision,
+                                          "channels_last": str(channels_last).lower(),
+                                          **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
+        strategy = resolve_strategy(t["strategy"], t["devices"], t["accelerator"])
+        trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
+                             strategy=strategy, sync_batchnorm=_sync_batchnorm(t, strategy),
+                             precision=precision, logger=logger, callbacks=callbacks,
+                             deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
+                             fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
+                             num_sanity_val_steps=0, enable_model_summary=progress,
+                             limit_val_batches=None if has_val else 0, plugins=[resuming.SafeCheckpointIO()])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            if trainer.world_size > 1:
+                _ = logger.run_id  # the run exists before the ranks start, so rank 0 logs into it
+            try:
+                trainer.fit(module, dm, ckpt_path=resume_ckpt, weights_only=True)
+            except BaseException as exc:
+                exc.run_id = logger.run_id
+                raise
+            if trainer.world_size > 1:
+                if not trainer.is_global_zero:  # ``ddp``: a re-run of the command, for rank > 0
+                    shutil.rmtree(workdir, ignore_errors=True)  # rank 0's folder holds the checkpoint
+                    return {"run_id": None, "rank": trainer.global_rank}
+                trainer = _single_device_tester(trainer, t, precision, logger, progress)
+            best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
+            test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
+        final_ckpt = workdir / "model.ckpt"
+        trainer.save_checkpoint(final_ckpt)
+        run_id = logger.run_id
         result = _log_run(cfg, logger, module, dm, final_ckpt, test_metrics, reinitialised, transfer)
-    except BaseException:
-        logger.experiment.set_terminated(run_id, "FAILED")
+        resuming.finish(run_id, logger.experiment)
+        result.update(run_id=run_id, checkpoint=str(final_ckpt))
+        return result
+    except BaseException as exc:
+        # whatever fails between reopening or creating the run and finishing it (set-up, fit,
+        # test, the final checkpoint, logging) ends the run FAILED, never left RUNNING
+        run_id = getattr(logger, "_run_id", None) or resume
+        _end_failed(run_id)
+        if getattr(exc, "run_id", None) is None and run_id:
+            exc.run_id = run_id  # callers (sweeps) end it as they see fit
         raise
-    resuming.finish(run_id, logger.experiment)
-    result.update(run_id=run_id, checkpoint=str(final_ckpt))
-    return result
+
+
+def _ddp_child() -> bool:
+    """True in a process that Lightning's ``ddp`` strategy started for a rank > 0."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("NODE_RANK", "0") or 0) > 0
+
+
+def _end_failed(run_id: str | None) -> None:
+    if not run_id or _ddp_child():  # rank 0 owns the run and ends it
+        return
+    try:
+        tracking.client().set_terminated(run_id, "FAILED")
+    except Exception as exc:  # the store itself may be what failed; the original error matters more
+        print(f"could not mark run {run_id} FAILED: {exc}", file=sys.stderr)
 
 
 def _sync_batchnorm(train: dict, strategy: str) -> bool:
