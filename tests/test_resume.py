@@ -296,3 +296,14 @@ def test_a_ddp_child_rank_reads_the_checkpoint_without_the_owner_check(monkeypat
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.delenv("NODE_RANK", raising=False)
     assert not run_mod._ddp_child()
+
+
+def test_owner_of_another_pid_namespace_is_never_judged_and_a_reboot_ends_every_owner():
+    """A container sharing the host name and the store: its pids are not ours to check."""
+    mine = resuming.owner_tags()
+    assert resuming.owner_alive(mine) is True
+    gone = {**mine, resuming.PID_TAG: "4000000"}
+    assert resuming.owner_alive(gone) is False
+    assert resuming.owner_alive({**gone, resuming.PIDNS_TAG: "1"}) is None
+    assert resuming.owner_alive({**mine, resuming.PIDNS_TAG: "1"}) is None
+    assert resuming.owner_alive({**mine, resuming.BOOT_TAG: "an-earlier-boot"}) is False

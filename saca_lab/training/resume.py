@@ -48,6 +48,8 @@ from saca_lab.training.checkpoint import load_checkpoint
 
 #: Tags naming the process that owns a run (see :func:`owner_tags`).
 PID_TAG, HOST_TAG, PROCESS_START_TAG = "saca.pid", "saca.host", "saca.process_start"
+#: The kernel boot and pid namespace of the owner: a pid means something only within both.
+BOOT_TAG, PIDNS_TAG = "saca.boot_id", "saca.pid_ns"
 #: The parts of a run's reuse key, each a tag, so a refused resume can say which part changed.
 KEY_TAGS = {"code": "saca.key.code", "dataset": "saca.key.dataset",
             "generator version": "saca.key.generator", "config": "saca.key.config"}
@@ -75,10 +77,25 @@ def _process_start(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[19]  # field 22; the name before ")" may hold spaces
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
 def owner_tags() -> dict[str, str]:
     """Tags that name this process as the owner of a run."""
     pid = os.getpid()
-    return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: _process_start(pid)}
+    return {PID_TAG: str(pid), HOST_TAG: socket.gethostname(), PROCESS_START_TAG: _process_start(pid),
+            BOOT_TAG: _boot_id(), PIDNS_TAG: _pid_namespace()}
 
 
 def owner_alive(tags: dict[str, str]) -> bool | None:
@@ -87,6 +104,11 @@ def owner_alive(tags: dict[str, str]) -> bool | None:
     pid, host = tags.get(PID_TAG), tags.get(HOST_TAG)
     if not pid or not pid.isdigit() or host != socket.gethostname():
         return None
+    boot, ns = tags.get(BOOT_TAG), tags.get(PIDNS_TAG)
+    if boot and _boot_id() and boot != _boot_id():
+        return False  # this host has rebooted since: every process of that boot is gone
+    if ns and _pid_namespace() and ns != _pid_namespace():
+        return None  # a container sharing the host name and kernel: its pids are not ours
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
