@@ -200,7 +200,7 @@ def _cmd_train(args) -> int:
     from saca_lab.runtime import tune_allocator
 
     tune_allocator()
-    from saca_lab.training.resume import mark_dead_runs
+    from saca_lab.training.ownership import mark_dead_runs
     from saca_lab.training.run import run_experiment
 
     cfg = load_config(args.experiment, args.overrides)  # bad input: exit 2 before touching MLflow

@@ -55,7 +55,7 @@ def guarded(tmp_path, monkeypatch):
     monkeypatch.setenv("SACA_LAB_DATA", str(work / "data"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     if importlib.util.find_spec("saca_lab.training.resume"):  # MLflow housekeeping, not config
-        monkeypatch.setattr("saca_lab.training.resume.mark_dead_runs", lambda *a, **k: None)
+        monkeypatch.setattr("saca_lab.training.ownership.mark_dead_runs", lambda *a, **k: None)
     for module, name in [("training.run", "run_experiment"), ("data.datamodules", "resolve_dataset"),
                          ("compare.plan", "resolve_study_dataset"),
                          ("reproduce.plan_cost", "measure_step_times"),  # reproduce's first work

@@ -69,7 +69,7 @@ def run_figure(ctx: Context, name: str, fn: FigureFn) -> FigureResult:
     client = tracking.client()
     exp_name = f"reproduce-{name}"
     exp_id = tracking.experiment_id(exp_name, client)
-    from saca_lab.training.resume import owner_tags
+    from saca_lab.training.ownership import owner_tags
 
     run = client.create_run(exp_id, run_name=f"{name}-{ctx.mode.name}",
                             tags={"reproduce_mode": ctx.mode.name, "git_commit": tracking.git_commit(),
@@ -111,7 +111,7 @@ def run_reproduce(mode: Mode, out_dir: str | os.PathLike, *, only: Sequence[str]
     out.mkdir(parents=True, exist_ok=True)
     ctx = Context(mode, out, data_root=data_root, reuse=reuse, progress=progress)
     ctx.plan = plan
-    from saca_lab.training.resume import mark_dead_runs
+    from saca_lab.training.ownership import mark_dead_runs
 
     mark_dead_runs(quiet=not progress)  # runs of a killed earlier reproduction: FAILED, resumable
     if plan is not None:
