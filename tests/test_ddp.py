@@ -42,7 +42,8 @@ def test_strategy_reaches_the_trainer(train_data, mlflow_tmp, monkeypatch):
         pass
 
     def spy(self, *args, **kwargs):
-        seen.update(strategy=type(self.strategy).__name__, world_size=self.world_size)
+        seen.update(strategy=type(self.strategy).__name__, world_size=self.world_size,
+                    start=self.strategy._start_method)
         raise Stop
 
     monkeypatch.setattr(pl.Trainer, "fit", spy)
@@ -50,7 +51,7 @@ def test_strategy_reaches_the_trainer(train_data, mlflow_tmp, monkeypatch):
                                    "train.accelerator=cpu", "train.devices=2"])
     with pytest.raises(Stop):
         run_experiment(cfg, progress=False)
-    assert seen == {"strategy": "DDPStrategy", "world_size": 2}
+    assert seen == {"strategy": "SpawnDDPStrategy", "world_size": 2, "start": "spawn"}
 
 
 def _fit(train_data, devices: int, batch: int) -> dict:

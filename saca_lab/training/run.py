@@ -32,6 +32,7 @@ from saca_lab.training import resume as resuming
 from saca_lab.training.checkpoint import load_checkpoint
 from saca_lab.training.module import SpectraRegressor
 from saca_lab.training.reporting import per_sample_metrics, plot_pred_vs_true
+from saca_lab.training.spawn import trainer_strategy
 from saca_lab.training.transfer import (
     CacheFrozenFeatures,
     FreezeFeatures,
@@ -225,7 +226,7 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
                                           **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
         strategy = resolve_strategy(t["strategy"], t["devices"], t["accelerator"])
         trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
-                             strategy=strategy, sync_batchnorm=_sync_batchnorm(t, strategy),
+                             strategy=trainer_strategy(strategy), sync_batchnorm=_sync_batchnorm(t, strategy),
                              precision=precision, logger=logger, callbacks=callbacks,
                              deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
                              fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
