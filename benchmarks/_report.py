@@ -26,8 +26,27 @@ def machine() -> str:
     import numpy as np
 
     cores = len(os.sched_getaffinity(0))
+    cpu += _isa()
     return (f"Machine: {platform.system()} {platform.machine()}, {cpu}, {cores} cores; "
             f"Python {platform.python_version()}, numpy {np.__version__}; date {date.today()}.")
+
+
+def _isa() -> str:
+    """The vector/matrix extensions that decide which kernels and precisions run natively."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), [])
+    except OSError:
+        return ""
+    names = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16", "amx_bf16": "AMX-BF16"}
+    found = [label for flag, label in names.items() if flag in flags]
+    return f" ({', '.join(found)})" if found else ""
+
+
+def load_note() -> str:
+    """The 1-minute load average against the cores: figures taken on a busy machine say so."""
+    load, cores = os.getloadavg()[0], len(os.sched_getaffinity(0))
+    return f"Load average when started: {load:.1f} on {cores} cores."
 
 
 def update_section(name: str, body: str) -> None:

@@ -47,7 +47,7 @@ def main() -> None:
     from saca_lab.compare.fitting import baseline_features
     from saca_lab.compare.plan import size_split_spec
     from saca_lab.compare.study import build_plan
-    from saca_lab.data.splits import make_split
+    from saca_lab.datasets.splits import make_split
 
     sizes = parse_sizes(args.sizes)
     plan, _ = build_plan("slag", args.element, "plsr", sizes=sizes, repeats=1)

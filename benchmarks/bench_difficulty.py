@@ -134,13 +134,14 @@ def pretrain_lines(seed: int = 0) -> tuple[float, ...]:
     seed 0, of the 100-sample slag design). The design's bulk composition stands in for the
     labels, which differ from it only by the reference-analysis error.
     """
-    from saca_lab.data.splits import make_split
+    from saca_lab.config import DEFAULTS
+    from saca_lab.datasets.splits import make_split
     from saca_lab.preprocessing.line_selection import select_lines
     from saca_lab.spectra.presets import element_compositions
 
     cfg = sim.preset_config("slag", n_samples=100, n_shots=1, seed=seed, nuisance="none")
     comps = element_compositions(cfg.design, cfg.matrix.balance)
-    train = make_split(len(comps), {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0}).train
+    train = make_split(len(comps), DEFAULTS["data"]["split"]).train  # the experiments' 7:3
     elements = sorted({el for c in comps for el in c})
     composition = {el: float(np.mean([comps[i].get(el, 0.0) for i in train])) for el in elements}
     sel = select_lines("nist", list(PRETRAIN_TARGETS), cfg.instrument.wavelengths(), composition)
@@ -174,7 +175,7 @@ def learning_curve(model, X, y, sizes, repeats: int, seed: int, n_jobs: int) -> 
     from joblib import Parallel, delayed
 
     from saca_lab.compare.plan import size_split_spec
-    from saca_lab.data.splits import make_split
+    from saca_lab.datasets.splits import make_split
 
     jobs = [(size, make_split(len(y), size_split_spec(size, r, seed))) for size in sizes
             for r in range(repeats)]

@@ -75,11 +75,11 @@ def bench(label, pre_yaml, fine_yaml, precision, slag, steel, epochs, repeats) -
             transfer.CACHE_FROZEN_FEATURES = cache
             timer = FitTimer()
             r = run_experiment(load_config(ROOT / "experiments" / fine_yaml, [
-                f"data.dataset={steel}", f"transfer.from={pre['checkpoint']}", f"train.max_epochs={epochs}",
+                f"data.dataset={steel}", f"transfer.from={pre.checkpoint}", f"train.max_epochs={epochs}",
                 "data.shots=1", "data.batch_size=32", *common]), progress=False, callbacks=[timer])
             if cache not in best or timer.fit < best[cache][0]:
                 best[cache] = (timer.fit, timer.loop)
-            metrics[cache] = r["test"]
+            metrics[cache] = r.test
     transfer.CACHE_FROZEN_FEATURES = True
     rel = max(abs(metrics[True][k] - v) / max(abs(v), 1e-12) for k, v in metrics[False].items())
     row = {"label": label, "precision": precision, "plain": best[False], "cached": best[True], "rel": rel}

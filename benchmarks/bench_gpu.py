@@ -9,7 +9,7 @@ step's FLOPs (``FlopCounterMode``, forward + backward, plus the LSTM's, which it
 per second as a share of the bf16 peak measured in the same process (best of several
 ``torch.matmul`` of two 8192 x 8192 bf16 matrices). The same steps then run through a Lightning
 ``Trainer(max_steps=...)`` over a ``SpectraRegressor`` fed by saca-lab's loaders
-(:func:`~saca_lab.data.datamodules.loader_placement`: the data kept on the GPU), to show what the
+(:func:`~saca_lab.datasets.datamodules.loader_placement`: the data kept on the GPU), to show what the
 training loop adds. Last, the full protocol (``saca_lab/reproduce/settings.py`` ``FULL``: 800
 pre-training and 800 fine-tuning epochs, SACA 200 epochs, ...) estimated from the measured step
 times: the main runs one by one, and the whole ``saca-lab reproduce`` through the planner of
@@ -143,7 +143,7 @@ def lightning_steps(name: str, batch: int, device: torch.device, steps: int, war
     import lightning.pytorch as pl
     from torch.utils.data import DataLoader
 
-    from saca_lab.data.datamodules import BatchedTensors, collate_batch, loader_placement
+    from saca_lab.datasets.datamodules import BatchedTensors, collate_batch, loader_placement
     from saca_lab.models import create_model, model_info
     from saca_lab.training.module import SpectraRegressor
 

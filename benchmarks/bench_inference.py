@@ -1,13 +1,16 @@
-"""End-to-end inference throughput from raw spectra, and where the time goes.
+"""End-to-end inference from raw spectra, and where the time goes.
 
 TrCSL path: raw 16,375-point shots from ``simulate_shots`` (carbon steel, TrCSL instrument)
 -> airPLS (lam 1e4, 50 iterations) -> per-spectrum min-max -> 125 x 131 -> ``trcsl``. The
 model is an untrained ``SpectraRegressor`` (4 targets) with the experiment's feature spec,
 saved as a Lightning-style checkpoint (``torch.save`` of state dict + hyper-parameters) so the
-whole pipeline runs through ``Predictor.predict`` (fp32). The stages are also timed one by
-one with the library's own functions (``airpls_batch``, ``minmax_per_spectrum`` + ``To2D``,
-the module's forward in fp32 and in bf16 autocast + channels_last), and the fast pipeline
-``transform_spectra`` + bf16 model is timed as a whole. Goal: >= 500 spectra/s on 2 cores.
+whole pipeline runs through ``Predictor.predict``: with ``precision="auto"`` (what
+``saca-lab predict`` uses: bf16 autocast + channels_last where the CPU has native bf16, fp32
+elsewhere) and with ``precision="32-true"``. The stages are also timed one by one with the
+library's own functions (``airpls_batch`` on one and on ``--threads`` threads, min-max +
+``To2D``, the module's forward in fp32, bf16 and bf16 + channels_last). Goal (issue 12):
+>= 500 spectra/s from raw spectra on 2 cores. ``saca-lab predict`` itself (a fresh process:
+imports, checkpoint, NPZ in, CSV out) is timed on ``--cli-spectra`` spectra.
 
 SACA path: ``resnet_dcnn`` (full width, 10 outputs) on 4,001-point OES spectra, no airPLS,
 min-max only: latency of one spectrum (``transform_spectra`` + forward, batch 1) against the
@@ -18,7 +21,7 @@ time in a fresh subprocess: with glibc's default malloc and with a "big heap"
 (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` raised), which keeps large activations on the
 heap instead of mmap'ing, page-faulting and unmapping them on every forward pass.
 
-Usage: ``python benchmarks/bench_inference.py [--batch N] [--repeat R] [--threads T] [--no-md]``
+Usage: ``python benchmarks/bench_inference.py [--batch N] [--repeat R] [--threads T] [--cli-spectra N] [--no-md]``
 """
 
 from __future__ import annotations
@@ -36,16 +39,18 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import machine, median_time, update_section  # noqa: E402
+from _report import load_note, machine, median_time, update_section  # noqa: E402
 
-from saca_lab.data.features import FeatureSpec, transform_spectra  # noqa: E402
+from saca_lab.config import DEFAULTS  # noqa: E402
+from saca_lab.datasets.features import FeatureSpec, transform_spectra  # noqa: E402
 from saca_lab.preprocessing import To2D, airpls_batch, minmax_per_spectrum  # noqa: E402
 from saca_lab.spectra.instruments import get_instrument  # noqa: E402
 from saca_lab.spectra.simulate import simulate_shots  # noqa: E402
 from saca_lab.training.module import SpectraRegressor  # noqa: E402
 from saca_lab.training.predictor import Predictor  # noqa: E402
 
-TRCSL_SPEC = {"input_kind": "image_2d", "airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True,
+AIRPLS = DEFAULTS["data"]["preprocessing"]["airpls"]  # TrCSL's settings
+TRCSL_SPEC = {"input_kind": "image_2d", "airpls": dict(AIRPLS), "minmax": True,
               "lines": None, "half_width": 5, "image_shape": [125, 131]}
 SACA_SPEC = {"input_kind": "spectrum_1d", "airpls": None, "minmax": True, "lines": None,
              "half_width": 5, "image_shape": [125, 131]}
@@ -68,7 +73,7 @@ def forward(module, x: np.ndarray, bf16: bool, chunk: int = 256) -> np.ndarray:
                                for i in range(0, len(x), chunk)])
 
 
-def trcsl(batch: int, repeat: int, ckpt_dir: Path) -> tuple[list[tuple[str, float]], float]:
+def trcsl(batch: int, repeat: int, threads: int, ckpt_dir: Path) -> tuple[list[tuple[str, float]], dict]:
     wl, raw = simulate_shots(STEEL, instrument="trcsl", matrix="steel", n_shots=batch)
     assert np.allclose(wl, get_instrument("trcsl").wavelengths())
     spec = FeatureSpec.from_dict(TRCSL_SPEC)
@@ -78,32 +83,65 @@ def trcsl(batch: int, repeat: int, ckpt_dir: Path) -> tuple[list[tuple[str, floa
     cl.load_state_dict(fp32.state_dict())
     ckpt = ckpt_dir / "trcsl.ckpt"
     torch.save({"state_dict": fp32.state_dict(), "hyper_parameters": dict(fp32.hparams)}, ckpt)
-    predictor = Predictor(ckpt)
+    auto, full = Predictor(ckpt), Predictor(ckpt, precision="32-true")
 
     x64 = raw.astype(np.float64)
-    corrected = x64 - airpls_batch(x64, lam=1e4, max_iter=50)
-    _, n_iter = airpls_batch(x64, lam=1e4, max_iter=50, return_n_iter=True)
+    corrected = x64 - airpls_batch(x64, **AIRPLS)
+    _, n_iter = airpls_batch(x64, **AIRPLS, return_n_iter=True)
     images = To2D(shape=(125, 131)).fit_transform(minmax_per_spectrum(corrected)).astype(np.float32)
     assert np.allclose(images, transform_spectra(raw, wl, spec))
-    diff = np.abs(forward(cl, images, True) - forward(fp32, images, False)).max()
+    reference = full.predict(wl, raw)
+    info = {"n_iter": float(n_iter.mean()), "auto": auto.precision + (
+        " + channels_last" if auto.module.hparams.channels_last else ""),
+        "auto_vs_fp32": float(np.abs(auto.predict(wl, raw) - reference).max() / np.abs(reference).max()),
+        "one_by_one_vs_batch": float(np.abs(np.concatenate(
+            [full.predict(wl, raw[i:i + 1]) for i in range(8)]) - reference[:8]).max())}
 
     stages = {
-        "airPLS (`airpls_batch`, lam 1e4, 50 it.)":
-            lambda: x64 - airpls_batch(x64, lam=1e4, max_iter=50),
-        "airPLS, `n_jobs=2` (processes)":
-            lambda: x64 - airpls_batch(x64, lam=1e4, max_iter=50, n_jobs=2),
+        "airPLS (`airpls_batch`, lam 1e4, 50 it., 1 thread)":
+            lambda: x64 - airpls_batch(x64, **AIRPLS),
+        f"airPLS, `n_jobs={threads}` (threads)":
+            lambda: x64 - airpls_batch(x64, **AIRPLS, n_jobs=threads),
         "min-max + reshape to 125x131 + float32":
             lambda: To2D(shape=(125, 131)).fit_transform(minmax_per_spectrum(corrected)).astype(np.float32),
-        "model fp32": lambda: forward(fp32, images, False),
-        "model bf16 + channels_last": lambda: forward(cl, images, True),
-        "**whole: `Predictor.predict` (checkpoint, fp32)**": lambda: predictor.predict(wl, raw),
-        "**whole: `transform_spectra` + model bf16 + channels_last**":
-            lambda: forward(cl, transform_spectra(raw, wl, spec), True),
+        "model only, fp32": lambda: forward(fp32, images, False),
+        "model only, bf16": lambda: forward(fp32, images, True),
+        "model only, bf16 + channels_last": lambda: forward(cl, images, True),
+        "**whole: `Predictor.predict`, precision 32-true**": lambda: full.predict(wl, raw),
+        f"**whole: `Predictor.predict`, precision auto ({info['auto']})**": lambda: auto.predict(wl, raw),
     }
-    rows = [(k, median_time(fn, repeat)) for k, fn in stages.items()]
-    print(f"airPLS iterations per spectrum: mean {n_iter.mean():.1f}, max {n_iter.max()}; "
-          f"bf16 vs fp32 output max abs diff {diff:.2e}")
-    return rows, float(n_iter.mean())
+    rows = [(k, TIMER(fn, repeat)) for k, fn in stages.items()]
+    print(f"airPLS iterations per spectrum: mean {n_iter.mean():.1f}, max {n_iter.max()}; auto vs fp32 "
+          f"predictions: max diff {info['auto_vs_fp32']:.1e} of the largest; fp32 one by one vs in a "
+          f"batch: max abs diff {info['one_by_one_vs_batch']:.1e}")
+    return rows, info
+
+
+def cli(n_spectra: int, threads: int) -> dict:
+    """Wall time of ``saca-lab predict`` (fresh process, big heap as the CLI sets it) on an NPZ."""
+    import time
+
+    wl, raw = simulate_shots(STEEL, instrument="trcsl", matrix="steel", n_shots=n_spectra)
+    fp32 = regressor("trcsl", ["C", "Cu", "Mn", "Cr"], TRCSL_SPEC, wl)
+    exe = Path(sys.executable).with_name("saca-lab")
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, npz, out = Path(tmp) / "m.ckpt", Path(tmp) / "in.npz", Path(tmp) / "out.csv"
+        torch.save({"state_dict": fp32.state_dict(), "hyper_parameters": dict(fp32.hparams)}, ckpt)
+        np.savez(npz, wavelengths=wl, spectra=raw)
+        env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+        times = {}
+        for label, n in (("startup, 1 spectrum", 1), (f"{n_spectra} spectra", n_spectra)):
+            if n == 1:
+                np.savez(npz, wavelengths=wl, spectra=raw[:1])
+            else:
+                np.savez(npz, wavelengths=wl, spectra=raw)
+            cmd = [str(exe), "predict", "--model", str(ckpt), "--input", str(npz), "--out", str(out)]
+            subprocess.run(cmd, env=env, check=True, capture_output=True)  # warm: numba cache, page cache
+            start = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            times[label] = time.perf_counter() - start
+            assert len(out.read_text().splitlines()) == n + 1
+    return times
 
 
 def saca(batch: int, repeat: int) -> list[tuple[str, float, int]]:
@@ -122,18 +160,44 @@ def saca(batch: int, repeat: int) -> list[tuple[str, float, int]]:
     return out
 
 
+def cpu_time(fn, repeat: int) -> float:
+    """Median CPU time of the process (``time.process_time``) over ``repeat`` runs after a
+    warm-up: on one thread, the wall time an idle core would take, whatever the load."""
+    import statistics
+    import time
+
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+TIMER = median_time
+
+
 def measure(args: argparse.Namespace) -> dict:
-    """Everything, in this process (the parent runs it twice, with and without the big heap)."""
+    """Everything, in this process (the parent runs it with and without the big heap, and on
+    one thread timed in CPU time)."""
+    global TIMER
     torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        TIMER = cpu_time
     with tempfile.TemporaryDirectory() as tmp:
-        rows, n_iter = trcsl(args.batch, args.repeat, Path(tmp))
-    return {"rows": rows, "n_iter": n_iter, "saca": saca(args.saca_batch, args.repeat)}
+        rows, info = trcsl(args.batch, args.repeat, args.threads, Path(tmp))
+    return {"rows": rows, "info": info,
+            "saca": [] if args.cpu_time else saca(args.saca_batch, args.repeat)}
 
 
-def spawn(args: argparse.Namespace, big_heap: bool) -> dict:
+def spawn(args: argparse.Namespace, big_heap: bool, cpu: bool = False) -> dict:
+    threads = 1 if cpu else args.threads
     cmd = [sys.executable, __file__, "--worker", "--batch", str(args.batch), "--saca-batch",
-           str(args.saca_batch), "--repeat", str(args.repeat), "--threads", str(args.threads)]
+           str(args.saca_batch), "--repeat", str(args.repeat), "--threads", str(threads)]
+    cmd += ["--cpu-time"] if cpu else []
     env = {k: v for k, v in os.environ.items() if k not in BIG_HEAP} | (BIG_HEAP if big_heap else {})
+    env |= {"OMP_NUM_THREADS": str(threads)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"worker failed:\n{done.stderr[-3000:]}")
@@ -147,19 +211,29 @@ def main() -> None:
     ap.add_argument("--saca-batch", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--cli-spectra", type=int, default=1024, help="spectra for the saca-lab predict timing")
     ap.add_argument("--no-md", action="store_true", help="do not touch BENCHMARKS.md")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-time", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(measure(args)))
         return
     n = args.batch
-    d, h = spawn(args, False), spawn(args, True)
-    whole, whole_h = d["rows"][-2][1], h["rows"][-2][1]
-    t = ["| stage | ms / spectrum | spectra/s | share of `Predictor` | ms / spectrum, big heap | "
-         "spectra/s, big heap | share, big heap |", "|---|---:|---:|---:|---:|---:|---:|"]
+    load = load_note()
+    d, h, c = spawn(args, False), spawn(args, True), spawn(args, True, cpu=True)
+    cli_times = cli(args.cli_spectra, args.threads)
+    rows = {k: (s, sh) for (k, s), (_, sh) in zip(d["rows"], h["rows"], strict=True)}
+    cpu = [sc for _, sc in c["rows"]]
+    keys = list(rows)
+    full, auto = keys[-2], keys[-1]
+    whole, whole_h = rows[auto]
+    t = ["| stage | ms / spectrum | spectra/s | share of `Predictor` (auto) | ms / spectrum, big heap | "
+         "spectra/s, big heap | share, big heap | CPU ms / spectrum, 1 thread, big heap | spectra per "
+         "CPU-second |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     t += [f"| {k} | {1e3 * s / n:.2f} | {n / s:,.0f} | {s / whole:.0%} | {1e3 * sh / n:.2f} | {n / sh:,.0f} "
-          f"| {sh / whole_h:.0%} |" for (k, s), (_, sh) in zip(d["rows"], h["rows"], strict=True)]
+          f"| {sh / whole_h:.0%} | {1e3 * sc / n:.2f} | {n / sc:,.0f} |"
+          for (k, (s, sh)), sc in zip(rows.items(), cpu, strict=True)]
     table = "\n".join(t)
     st = ["| SACA `resnet_dcnn`, min-max only | ms / spectrum | spectra/s | ms / spectrum, big heap "
           "| spectra/s, big heap | paper's 500 ms / ours (big heap) |", "|---|---:|---:|---:|---:|---:|"]
@@ -167,28 +241,41 @@ def main() -> None:
            for (k, s, m), (_, sh, _) in zip(d["saca"], h["saca"], strict=True)]
     stable = "\n".join(st)
     print(table + "\n\n" + stable)
-    a_d, a_h = d["rows"][0][1], h["rows"][0][1]
-    m_d, m_h, fast_d, fast_h = d["rows"][3][1], h["rows"][3][1], d["rows"][-1][1], h["rows"][-1][1]
-    verdict = (f"Whole pipeline (goal >= 500 spectra/s): {n / whole:,.0f} spectra/s through `Predictor` (fp32) "
-               f"and {n / fast_d:,.0f} with the bf16 + channels_last model, with glibc's default malloc; "
-               f"{n / whole_h:,.0f} and {n / fast_h:,.0f} with the big heap. Shares of `Predictor`: airPLS "
-               f"{a_d / whole:.0%}, fp32 model {m_d / whole:.0%} (default malloc); airPLS {a_h / whole_h:.0%}, "
-               f"fp32 model {m_h / whole_h:.0%} (big heap). In the fast pipeline with the big heap airPLS takes "
-               f"{a_h / fast_h:.0%} ({1e3 * a_h / n:.2f} ms per spectrum, {h['n_iter']:.1f} solves per spectrum on "
-               f"average) and caps it at {n / a_h:,.0f} spectra/s even with a free model. airPLS + min-max + fp32 "
-               f"model add up to {sum(h['rows'][i][1] for i in (0, 2, 3)) / whole_h:.0%} of `Predictor` (big heap); "
-               "the rest is its grid check, float64 copy and input validation.")
+    airpls_1, airpls_n = rows[keys[0]][1], rows[keys[1]][1]
+    startup, many = cli_times["startup, 1 spectrum"], cli_times[f"{args.cli_spectra} spectra"]
+    info = h["info"]
+    verdict = (
+        f"Whole pipeline from raw spectra (goal >= 500 spectra/s on 2 cores), big heap as `saca-lab predict` "
+        f"sets it: {n / whole_h:,.0f} spectra/s through `Predictor` with precision auto ({info['auto']}), "
+        f"{n / rows[full][1]:,.0f} in fp32 ({n / whole:,.0f} and {n / rows[full][0]:,.0f} with glibc's default "
+        f"malloc). On one thread, in CPU time (what an idle core would take): {n / cpu[-1]:,.0f} spectra "
+        f"per CPU-second in auto precision, {n / cpu[-2]:,.0f} in fp32, with airPLS at "
+        f"{1e3 * cpu[0] / n:.2f} ms per spectrum. airPLS ({info['n_iter']:.1f} solves per spectrum on average) takes {1e3 * airpls_1 / n:.2f} ms "
+        f"per spectrum on one thread and {1e3 * airpls_n / n:.2f} ms on {args.threads}. Predictions in auto "
+        f"precision differ from fp32 by at most {info['auto_vs_fp32']:.1e} of the largest; fp32 predictions "
+        f"one spectrum at a time differ from the batched ones by at most {info['one_by_one_vs_batch']:.1e} "
+        f"(mass %). `saca-lab predict` (a fresh process with `OMP_NUM_THREADS={args.threads}`: imports, "
+        f"checkpoint, numba kernel from its cache, NPZ in, CSV out): {startup:.1f} s for 1 spectrum, "
+        f"{many:.1f} s for {args.cli_spectra} spectra, i.e. {args.cli_spectra / many:,.0f} spectra/s "
+        "including start-up" + (f" and {(args.cli_spectra - 1) / (many - startup):,.0f} spectra/s beyond it."
+                                if many > startup else " (start-up varied more than the work it adds)."))
     print("\n" + verdict)
     body = (f"## End-to-end inference from raw spectra\n\nMeasured with `python benchmarks/bench_inference.py "
-            f"--batch {n} --repeat {args.repeat} --threads {args.threads}` (median after a warm-up).\n"
-            f"{machine()}\n\nTrCSL: {n} simulated carbon-steel shots (16,375 points, `simulate_shots`, "
+            f"--batch {n} --repeat {args.repeat} --threads {args.threads} --cli-spectra {args.cli_spectra}` "
+            f"(median wall time after a warm-up).\n{machine()} {load}\n\n"
+            f"TrCSL: {n} simulated carbon-steel shots (16,375 points, `simulate_shots`, "
             "TrCSL instrument) -> airPLS -> min-max -> 125 x 131 -> untrained `trcsl` `SpectraRegressor` "
             "(4 targets; speed does not depend on the weights). *whole: Predictor* loads a `torch.save` "
             "checkpoint (state dict + hyper-parameters) and runs `Predictor.predict` (grid check, "
-            "`transform_spectra`, fp32 model); the stage rows time the same library calls one by one; "
-            "the last row is `transform_spectra` + the bf16 + channels_last module. Each setting runs in "
-            "its own process; *big heap* = `MALLOC_MMAP_THRESHOLD_=2147483648 MALLOC_TRIM_THRESHOLD_=4294967296`, "
-            "so glibc reuses large activations instead of mmap'ing and page-faulting them on every call.\n\n"
+            "`transform_spectra` with airPLS on as many threads as torch uses, the model in batches of 256 "
+            "under `torch.inference_mode`); the stage rows time the library calls one by one. Each setting "
+            "runs in its own process; *big heap* = `MALLOC_MMAP_THRESHOLD_=2147483648 "
+            "MALLOC_TRIM_THRESHOLD_=4294967296`, as `saca-lab predict` sets it, so glibc reuses large "
+            "activations instead of mmap'ing and page-faulting them on every call. On a machine shared with "
+            "other jobs (see the load above) the wall times are longer than an idle machine gives, and the "
+            "threaded rows most of all; the last two columns run everything on one thread "
+            "(`OMP_NUM_THREADS=1`, the `n_jobs` row too) and count the process's CPU time, which the load "
+            "inflates far less.\n\n"
             f"{table}\n\n{verdict}\n\nSACA speed claim (0.5 s per sample, on four RTX 3090): "
             f"`resnet_dcnn` at full width on 4,001-point OES spectra (simulated stainless steel), "
             f"`transform_spectra` (min-max, no airPLS) + forward.\n\n{stable}\n")

@@ -85,10 +85,10 @@ def run_one(variant: str, seed: int, args) -> dict:
 
     from saca_lab import tracking
     from saca_lab.config import load_config
-    from saca_lab.data.augment import shift_spectra
-    from saca_lab.data.datamodules import resolve_dataset
-    from saca_lab.data.features import FeatureSpec
-    from saca_lab.data.splits import make_split
+    from saca_lab.datasets.augment import shift_spectra
+    from saca_lab.datasets.datamodules import resolve_dataset
+    from saca_lab.datasets.features import FeatureSpec
+    from saca_lab.datasets.splits import make_split
     from saca_lab.reproduce.saca import predict_samples, references, scores, test_items
     from saca_lab.training.predictor import Predictor
     from saca_lab.training.run import run_experiment
@@ -103,7 +103,7 @@ def run_one(variant: str, seed: int, args) -> dict:
     cfg = load_config(Path(__file__).resolve().parents[1] / "experiments" / "saca_stainless.yaml", overrides)
     torch.set_num_threads(args.threads)
     if args.rescore:  # score a finished run of this variant again (its logged checkpoint)
-        from saca_lab.training.run import resolve_checkpoint
+        from saca_lab.tracking import resolve_checkpoint
 
         run_id = args.rescore
         run = tracking.client().get_run(run_id)
@@ -121,7 +121,7 @@ def run_one(variant: str, seed: int, args) -> dict:
         t0 = time.perf_counter()
         result = run_experiment(cfg, progress=False)
         train_s = time.perf_counter() - t0
-        run_id, checkpoint = result["run_id"], result["checkpoint"]
+        run_id, checkpoint = result.run_id, result.checkpoint
     history = tracking.client().get_metric_history(run_id, "val_loss")
     best = min(history, key=lambda m: m.value) if history else None
     predictor = Predictor(checkpoint)

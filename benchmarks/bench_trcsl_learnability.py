@@ -47,6 +47,7 @@ from _report import machine, update_section  # noqa: E402
 from saca_lab.baselines import PLSRCV  # noqa: E402
 from saca_lab.config import load_config, project_dir  # noqa: E402
 from saca_lab.runtime import resolve_precision  # noqa: E402
+from saca_lab.spectra.presets import get_preset  # noqa: E402
 from saca_lab.training.run import build_datamodule, run_experiment  # noqa: E402
 
 MODELS = ("trcnn_1d", "trcnn_se_1d", "trcnn_lstm_1d", "trcsl_1d")
@@ -54,6 +55,8 @@ MODELS_2D = ("trcsl",)
 ELEMENTS = ("Mn", "Cr")
 GOAL = 0.05
 DATASET = "{preset: slag, samples: 100, shots: 20}"
+#: shots averaged per item unless ``--set data.shots=`` says otherwise (20 shots: 2 items per sample)
+DEFAULT_SHOTS = 10
 #: ``--set`` overrides for every run (deep and PLSR's data module)
 COMMON: list[str] = []
 #: ``--dims``: which inputs PLSR fits (the deep models' own)
@@ -91,7 +94,7 @@ class LearningCurve(pl.Callback):
 
 
 def overrides(seed: int, epochs: int, extra=()) -> list[str]:
-    return [f"data.dataset={DATASET}", "data.shots=10", f"train.max_epochs={epochs}",
+    return [f"data.dataset={DATASET}", f"data.shots={DEFAULT_SHOTS}", f"train.max_epochs={epochs}",
             f"seed={seed}", f"data.split.seed={seed}", "tracking.log_model=false",
             "tracking.experiment=bench-trcsl-learnability", *COMMON, *extra]
 
@@ -103,9 +106,9 @@ def deep_run(model: str, seed: int, epochs: int, every: int, extra=()) -> dict:
     start = time.perf_counter()
     result = run_experiment(cfg, progress=False, callbacks=[curve])
     wall = time.perf_counter() - start
-    r2 = {el: result["test"][f"test_r2_{el}"] for el in ELEMENTS if f"test_r2_{el}" in result["test"]}
+    r2 = {el: result.test[f"test_r2_{el}"] for el in ELEMENTS if f"test_r2_{el}" in result.test}
     return {"model": model, "seed": seed, "extra": list(extra), "r2": r2, "wall_s": wall,
-            "targets": result["targets"], "curve": curve.rows,
+            "targets": result.targets, "curve": curve.rows,
             "precision": resolve_precision(cfg["train"]["precision"], cfg["train"]["accelerator"]),
             "lines": cfg["data"]["lines"]}
 
@@ -131,6 +134,19 @@ def plsr_run(seed: int, extra=()) -> dict:
     return {"seed": seed, "r2": r2, "components": comps, "n_features": x_tr.shape[1],
             "lines": [round(v, 3) for v in dm.feature_spec.lines or ()], "targets": dm.target_names,
             "dropped": dict(dm.line_selection.dropped) if dm.line_selection else {}}
+
+
+def _dataset_words(extra) -> str:
+    """The data the runs read, in words: the preset's nuisance level and the shot grouping
+    (``data.shots`` of :func:`overrides`, or the last ``--set data.shots=``)."""
+    shots = DEFAULT_SHOTS
+    for item in extra:
+        if item.startswith("data.shots="):
+            shots = int(item.partition("=")[2])
+    per = 20 // shots
+    grouping = "single shots" if shots == 1 else f"groups of {shots}"
+    return (f"100 samples x 20 shots, `nuisance: {get_preset('slag').nuisance}` (the preset's "
+            f"default), {grouping} -> {per} spectra per sample; train and test items alike")
 
 
 def table(deep: list[dict], plsr: dict[int, dict]) -> str:
@@ -256,7 +272,7 @@ def main(argv=None) -> int:
                 f"Each {'2D' if two_d else '1D'} model trained from scratch with its `experiments/<model>_pretrain_slag.yaml` "
                 f"protocol (4 targets C, Cu, Mn, Cr; "
                 f"{'125 x 131 spectral images' if two_d else '`data.lines: nist`'}; precision {precision}) on the "
-                f"quick slag set (100 samples x 20 shots, groups of 10 -> 2 spectra per sample, 7:3 "
+                f"quick slag set ({_dataset_words(args.extra)}, 7:3 "
                 f"split by sample, split seed = run seed), {args.epochs} epochs, final-epoch weights. "
                 f"PLSR: `PLSRCV` per element, components by grouped 5-fold CV on the training "
                 f"samples, on the same split and the same {'image pixels' if two_d else 'line-window features'}. R2 over test "

@@ -17,7 +17,8 @@ def _add_data_root(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="where datasets are stored (default: $SACA_LAB_DATA or ./data)")
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``saca-lab`` argument parser, every verb included; parsing runs nothing."""
     parser = argparse.ArgumentParser(prog="saca-lab", description=__doc__)
     parser.add_argument("--version", action="version", version=f"saca-lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,10 +28,11 @@ def _build_parser() -> argparse.ArgumentParser:
     src.add_argument("--preset", help="slag, carbon-steel or stainless")
     src.add_argument("--composition", help='one spectrum, e.g. "Fe=98.2,Mn=0.8,C=0.4" (mass %%)')
     p.add_argument("--out", help="dataset directory (preset) or CSV file (composition); "
-                                 "default for a preset: DATA_ROOT/PRESET")
+                                 "default for a preset: its cache folder under DATA_ROOT, the "
+                                 "one training finds (e.g. slag-samples20-nuisance-calibrated)")
     p.add_argument("--samples", type=int, help="number of samples (preset default otherwise)")
     p.add_argument("--shots", type=int, help="shots per sample (preset default; 1 for --composition)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--instrument", help="trcsl, trcsl-b (a second TrCSL-type unit, for "
                                         "calibration transfer) or saca (preset default; trcsl "
                                         "for --composition)")
@@ -77,6 +79,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="MLflow run id, runs:/RUN_ID, or checkpoint path")
     p.add_argument("--input", required=True, help="spectra file(s) (any importable format) or dataset")
     p.add_argument("--out", required=True, help="predictions CSV")
+    p.add_argument("--interval", type=float, metavar="LEVEL",
+                   help="add <element>_lo/<element>_hi: split-conformal intervals at this level "
+                        "(e.g. 0.9) from the calibration scores stored with the run (train with "
+                        "--set data.split.calibration=0.2 to store them)")
 
     p = sub.add_parser("models", help="list registered models")
 
@@ -95,8 +101,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_simulate(args) -> int:
     from saca_lab.chemistry import parse_composition
-    from saca_lab.data.store import data_root
-    from saca_lab.spectra.simulate import preset_config, simulate_dataset, simulate_spectrum
+    from saca_lab.datasets.resolve import preset_simulation, resolve_dataset
+    from saca_lab.spectra.simulate import simulate_dataset, simulate_spectrum
 
     if args.composition:
         if not args.out:
@@ -105,7 +111,7 @@ def _cmd_simulate(args) -> int:
             raise InputError("--nuisance applies to --preset (it acts between samples and sessions)")
         wl, y = simulate_spectrum(parse_composition(args.composition),
                                   instrument=args.instrument or "trcsl", matrix=args.matrix,
-                                  n_shots=args.shots or 1, seed=args.seed)
+                                  n_shots=args.shots or 1, seed=args.seed or 0)
         from saca_lab.io import write_two_column_csv
 
         write_two_column_csv(args.out, wl, y)
@@ -115,12 +121,15 @@ def _cmd_simulate(args) -> int:
         raise InputError("--matrix applies to --composition; presets fix their matrix")
     from saca_lab.spectra.nuisance import parse_nuisance_text
 
-    config = preset_config(args.preset, n_samples=args.samples, n_shots=args.shots,
-                           seed=args.seed, instrument=args.instrument,
-                           nuisance=parse_nuisance_text(args.nuisance))
-    out = Path(args.out) if args.out else data_root(args.data_root) / args.preset
-    ds = simulate_dataset(config, out, n_jobs=args.jobs, overwrite=args.overwrite,
-                          progress=not args.quiet)
+    given = {"samples": args.samples, "shots": args.shots, "seed": args.seed,
+             "instrument": args.instrument, "nuisance": parse_nuisance_text(args.nuisance)}
+    spec = {"preset": args.preset, **{k: v for k, v in given.items() if v is not None}}
+    if args.out:
+        ds = simulate_dataset(preset_simulation(spec), Path(args.out), n_jobs=args.jobs,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    else:
+        ds = resolve_dataset(spec, args.data_root, n_jobs=args.jobs, overwrite=args.overwrite,
+                             progress=not args.quiet)
     print(f"{ds.path}: {ds.shape[0]} samples x {ds.shape[1]} shots x {ds.shape[2]} points, "
           f"targets {', '.join(ds.targets)}")
     return 0
@@ -206,13 +215,16 @@ def _cmd_train(args) -> int:
     cfg = load_config(args.experiment, args.overrides)  # bad input: exit 2 before touching MLflow
     mark_dead_runs()
     result = run_experiment(cfg, progress=not args.quiet, resume=args.resume)
-    if result["run_id"] is None:  # a rank > 0 of train.strategy: ddp; rank 0 tests and reports
+    if result.run_id is None:  # a rank > 0 of train.strategy: ddp; rank 0 tests and reports
         return 0
-    print(f"run {result['run_id']} ({cfg['tracking']['experiment']})")
-    for name in result["targets"]:
-        r2 = result["test_sample"].get(f"test_sample_r2_{name}", float("nan"))
-        rmse = result["test_sample"][f"test_sample_rmse_{name}"]
+    print(f"run {result.run_id} ({cfg['tracking']['experiment']})")
+    for name in result.targets:
+        r2 = result.test_sample.get(f"test_sample_r2_{name}", float("nan"))
+        rmse = result.test_sample[f"test_sample_rmse_{name}"]
         print(f"  {name:>6}: test R2 {r2:7.4f}  RMSE {rmse:.4g} %  (per sample)")
+    if result.calibration:
+        print(f"  calibration scores of {len(result.calibration['sample_ids'])} samples "
+              "stored: saca-lab predict --interval 0.9 reads them")
     return 0
 
 
@@ -222,7 +234,7 @@ def _cmd_predict(args) -> int:
 
     tune_allocator()
 
-    out = predict_to_csv(args.model, args.input, args.out)
+    out = predict_to_csv(args.model, args.input, args.out, interval=args.interval)
     print(f"wrote {out}")
     return 0
 
@@ -243,7 +255,7 @@ COMMANDS = {"simulate": _cmd_simulate, "import": _cmd_import, "info": _cmd_info,
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except InputError as e:

@@ -1,7 +1,8 @@
 """Experiment configuration: YAML files, defaults, ``--set key=value`` overrides, validation.
 
 An experiment file names a model, a dataset, targets, a split, preprocessing and training
-settings; everything it leaves out comes from :data:`DEFAULTS`. The resolved configuration is
+settings, or extends another file (``base: OTHER.yaml``, see :func:`read_experiment`);
+everything it leaves out comes from :data:`DEFAULTS`. The resolved configuration is
 what a run logs, so a run can be repeated from its logged config alone. Types, ranges and
 defaults of every field live in :mod:`saca_lab.schema`; :func:`validate` checks against it.
 """
@@ -25,8 +26,6 @@ from saca_lab.schema import LR_SCHEDULES  # noqa: F401  (re-exported: training/m
 #: owns every field's type, range and default.
 DEFAULTS: dict[str, Any] = schema.defaults()
 
-_TOP_LEVEL = set(DEFAULTS)
-
 
 def project_dir(name: str) -> Path:
     """The repository's ``experiments/`` or ``sweeps/`` folder (``./NAME`` for an installed
@@ -35,13 +34,13 @@ def project_dir(name: str) -> Path:
     return repo if repo.is_dir() else Path(name)
 
 
-def deep_merge(base: Mapping, update: Mapping, where: str = "") -> dict:
-    """Merge ``update`` into a copy of ``base``; unknown keys of dict-valued defaults are errors."""
+def deep_merge(base: Mapping, update: Mapping) -> dict:
+    """Merge ``update`` into a copy of ``base``: mappings merge key by key, any other value
+    (a list, a scalar, ``null``) replaces the base's."""
     out = copy.deepcopy(dict(base))
     for key, value in update.items():
-        path = f"{where}.{key}" if where else key
-        if isinstance(out.get(key), dict) and isinstance(value, Mapping) and key not in ("overrides",):
-            out[key] = deep_merge(out[key], value, path)
+        if isinstance(out.get(key), dict) and isinstance(value, Mapping):
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -86,13 +85,30 @@ def parse_value(text: str) -> Any:
         raise InputError(f"value {text!r}: {e}") from None
 
 
-def apply_overrides(cfg: dict, overrides: Sequence[str]) -> dict:
-    """Apply ``key.sub=value`` overrides (dotted paths; new keys only under open sections)."""
-    cfg = copy.deepcopy(cfg)
+#: An override: ``"KEY=VALUE"`` text (``--set``), or a ``(KEY, value)`` pair of a value code
+#: already holds typed (a sweep trial's parameters), which is applied as it is.
+Override = str | tuple[str, Any]
+
+
+def parse_override(item: str, source: str = "--set") -> tuple[str, Any]:
+    """``KEY=VALUE`` -> ``(KEY, typed value)``: the one parser of every verb's ``--set``.
+
+    The key is returned stripped and unchecked (each verb has its own key namespace); the
+    value is YAML (:func:`parse_value`).
+    """
+    key, sep, raw = str(item).partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError(f"{source} {item!r}: expected KEY=VALUE")
+    return key, parse_value(raw)
+
+
+def apply_overrides(cfg: Mapping, overrides: Sequence[Override]) -> dict:
+    """A copy of ``cfg`` with ``key.sub=value`` overrides applied in order (dotted paths; new
+    keys only under open sections). Items are ``--set`` text or ``(key, value)`` pairs."""
+    cfg = copy.deepcopy(dict(cfg))
     for item in overrides:
-        if "=" not in item:
-            raise InputError(f"--set {item!r}: expected KEY=VALUE")
-        key, _, raw = item.partition("=")
+        key, value = parse_override(item) if isinstance(item, str) else item
         parts = key.strip().split(".")
         node = cfg
         for i, part in enumerate(parts[:-1]):
@@ -104,7 +120,7 @@ def apply_overrides(cfg: dict, overrides: Sequence[str]) -> dict:
             elif not isinstance(node[part], dict):
                 raise InputError(f"--set {key}: {where} is not a section")
             node = node[part]
-        node[parts[-1]] = parse_value(raw)
+        node[parts[-1]] = copy.deepcopy(value)
     return cfg
 
 
@@ -114,11 +130,31 @@ def check_overrides(overrides: Sequence[str], source: str = "--set") -> None:
     schema.check(apply_overrides({}, overrides), source, partial=True)
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
-    """Read an experiment YAML, apply overrides, fill defaults and validate."""
-    path = Path(path)
+def read_experiment(path: str | os.PathLike) -> dict:
+    """The mapping an experiment file sets, with its ``base:`` files merged in (no defaults).
+
+    ``base: OTHER.yaml`` (a path relative to the including file) names a file whose mapping
+    this one extends: mappings merge key by key (:func:`deep_merge`) and anything else the
+    including file sets replaces the base's value. A base may have a base of its own.
+
+    Raises
+    ------
+    InputError
+        The file or a base is missing, is not YAML, is not a mapping, or the bases form a cycle;
+        the message names the file.
+    """
+    return _read_chain(Path(path), ())
+
+
+def _read_chain(path: Path, chain: tuple[Path, ...]) -> dict:
     if not path.is_file():
+        if chain:
+            raise InputError(f"{chain[-1]}: base: {os.path.normpath(path)} not found")
         raise InputError(f"experiment file {path} not found")
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here):], here))
+        raise InputError(f"{chain[-1]}: base: {os.path.normpath(path)} includes itself ({cycle})")
     try:
         raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -127,7 +163,19 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict:
         raise InputError(f"{path}: {e}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: an experiment file is a mapping of sections")
-    raw = apply_overrides(raw, overrides)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base.strip():
+        raise InputError(f"{path}: base must be the path of another experiment file, got {base!r}")
+    return deep_merge(_read_chain(path.parent / base.strip(), (*chain, here)), raw)
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[Override] = ()) -> dict:
+    """Read an experiment YAML (and its ``base:`` files), apply overrides, fill defaults and
+    validate."""
+    path = Path(path)
+    raw = apply_overrides(read_experiment(path), overrides)
     cfg = deep_merge(DEFAULTS, raw)
     validate(cfg, str(path))  # before anything reads a field (a section may not be a mapping)
     cfg["name"] = cfg["name"] or path.stem

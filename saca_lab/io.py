@@ -64,6 +64,32 @@ def write_two_column_csv(path: str | os.PathLike, wavelengths: np.ndarray, inten
     return Path(path)
 
 
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **subplots_kw):
+    """A figure and its axes, as ``pyplot.subplots`` returns them, built without pyplot.
+
+    A ``matplotlib.figure.Figure`` needs no global backend switch and no pyplot figure registry,
+    so plotting changes nothing for a caller that uses pyplot itself, and no figure needs closing.
+
+    Parameters
+    ----------
+    nrows, ncols : int
+        Grid of axes.
+    figsize : tuple of float
+        Width and height in inches.
+    **subplots_kw
+        Passed to ``Figure.subplots`` (``sharex``, ``squeeze``, ...).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    axes : matplotlib.axes.Axes or numpy.ndarray of them
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots_kw)
+
+
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure atomically (a PNG is never half-written)."""
     with atomic_path(path) as tmp:

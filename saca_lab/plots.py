@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from saca_lab.data import store
+from saca_lab.config import DEFAULTS
 from saca_lab.data.store import Dataset
-from saca_lab.io import save_figure
+from saca_lab.io import new_figure, save_figure
+
+_AIRPLS = DEFAULTS["data"]["preprocessing"]["airpls"]
 
 
 def mean_spectra(ds: Dataset, n_samples: int) -> np.ndarray:
@@ -23,17 +25,12 @@ def _minmax(y: np.ndarray) -> np.ndarray:
 
 
 def plot_fig8(slag: Dataset, steel: Dataset, path: str | os.PathLike, n_samples: int = 5,
-              lam: float = 1e4, max_iter: int = 50) -> Path:
+              lam: float = _AIRPLS["lam"], max_iter: int = _AIRPLS["max_iter"]) -> Path:
     """TrCSL Fig. 8: normalised raw (a, b) and airPLS-corrected (c, d) spectra of the first
     ``n_samples`` slag and carbon-steel samples, shot-averaged."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from saca_lab.preprocessing import airpls_batch
 
-    fig, axes = plt.subplots(2, 2, figsize=(13, 7.5), sharex=True)
+    fig, axes = new_figure(2, 2, figsize=(13, 7.5), sharex=True)
     panels = (("a", "b"), ("c", "d"))
     for col, (ds, label) in enumerate(((slag, "steel slag"), (steel, "carbon steel"))):
         raw = mean_spectra(ds, n_samples)
@@ -51,19 +48,15 @@ def plot_fig8(slag: Dataset, steel: Dataset, path: str | os.PathLike, n_samples:
     fig.suptitle(f"Simulated TrCSL Fig. 8: airPLS lambda={lam:g}, {max_iter} iterations")
     fig.tight_layout()
     out = save_figure(fig, path)
-    plt.close(fig)
     return out
 
 
 def fig8_from_presets(path: str | os.PathLike, *, data_root: str | None = None,
                       n_shots: int | None = None, n_jobs: int | None = None) -> Path:
     """Generate (or reuse) the slag and carbon-steel presets and plot Fig. 8 from them."""
-    from saca_lab.spectra.simulate import preset_config, simulate_dataset
+    from saca_lab.datasets.resolve import resolve_dataset
 
-    root = store.data_root(data_root)
-    datasets = []
-    for preset in ("slag", "carbon-steel"):
-        name = preset if n_shots is None else f"{preset}-shots{n_shots}"
-        config = preset_config(preset, n_shots=n_shots)
-        datasets.append(simulate_dataset(config, root / name, n_jobs=n_jobs))
+    datasets = [resolve_dataset({"preset": preset} if n_shots is None else {"preset": preset, "shots": n_shots},
+                                data_root, n_jobs=n_jobs)
+                for preset in ("slag", "carbon-steel")]
     return plot_fig8(*datasets, path)

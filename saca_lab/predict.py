@@ -1,7 +1,9 @@
 """``saca-lab predict``: raw spectra in any readable format -> a CSV of predicted mass %.
 
 A model that predicts a standard deviation (GLL) adds a ``<target>_std`` column after each
-target's column.
+target's column. With ``interval`` (``--interval 0.9``), ``<target>_lo`` / ``<target>_hi``
+follow: the split-conformal interval from the calibration scores stored with the run
+(:mod:`saca_lab.training.conformal`); only those numbers are read.
 """
 
 from __future__ import annotations
@@ -28,16 +30,29 @@ def _load_input(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return table.wavelengths, table.spectra.astype(np.float64).mean(axis=1), table.sample_ids
 
 
-def predict_to_csv(model: str, input_path: str, out: str | os.PathLike) -> Path:
+def predict_to_csv(model: str, input_path: str, out: str | os.PathLike,
+                   interval: float | None = None) -> Path:
+    """Predict every sample of ``input_path`` into the CSV ``out``; ``interval`` (a level in
+    (0, 1)) adds ``<target>_lo`` / ``<target>_hi`` (InputError if the run stored no scores)."""
+    from saca_lab.tracking import resolve_checkpoint
     from saca_lab.training.predictor import Predictor
-    from saca_lab.training.run import resolve_checkpoint
 
+    record = None
+    if interval is not None:
+        from saca_lab.training.conformal import conformal_quantile, load_calibration, with_bounds
+
+        conformal_quantile([], interval)  # the level is checked before anything is read
+        record = load_calibration(model)
     predictor = Predictor(resolve_checkpoint(model))
     wl, x, ids = _load_input(input_path)
     pred = predictor.predict_table(wl, x)
+    columns = list(predictor.columns)
+    if record is not None:
+        pred, columns = with_bounds(pred, columns, predictor.target_names, record, interval)
     with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["sample_id", *predictor.columns])
+        w.writerow(["sample_id", *columns])
         for sid, row in zip(ids, pred, strict=True):
             w.writerow([sid, *(f"{v:.6g}" for v in row)])
     return Path(out)
+

@@ -116,6 +116,9 @@ class SplitSection:
     fold: int | None = spec(None, ge=0)
     subset: int | None = spec(None, ge=2, hint="draw N samples, split those")
     subset_seed: int | None = spec(None, ge=0, le=MAX_SEED)
+    # share of the training samples kept aside for conformal scores (training/conformal.py)
+    calibration: float = spec(0.0, ge=0, le=0.9, hint="share of the training samples kept "
+                                                       "for prediction-interval scores")
 
     @staticmethod
     def extra_check(split: Mapping, path: str, partial: bool) -> None:
@@ -155,7 +158,7 @@ class Preprocessing:
 
 @dataclasses.dataclass
 class Augment:
-    """``data.augment``: SACA's training-time augmentation (data/augment.py)."""
+    """``data.augment``: SACA's training-time augmentation (datasets/augment.py)."""
 
     shift_nm: float = spec(0.0, ge=0)
     jitter: float = spec(0.0, ge=0)
@@ -199,6 +202,9 @@ class TrainSection:
     lr_step: float = spec(100, gt=0, hint="epochs, or a fraction of max_epochs when < 1")
     lr_gamma: float = spec(0.1, gt=0)
     weight_decay: float = spec(0.0, ge=0)
+    # adam: L2 added to the gradient (coupled, as Adam's weight_decay); adamw: decoupled decay
+    # (Loshchilov & Hutter), the shrinkage weight_decay * lr per step whatever the gradient scale
+    optimizer: Literal["adam", "adamw"] = spec("adam", hint="training/module.py")
     early_stopping: EarlyStopping | None = spec(None, hint="monitors val_loss")
     # auto: bf16-mixed where the device runs bf16 natively, else 32-true (saca_lab/runtime.py)
     precision: Literal["auto", "32-true", "32", "bf16-mixed", "16-mixed"] = spec("auto")

@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -109,6 +110,101 @@ def experiment_id(name: str, mlflow_client=None) -> str:
         if exp is None:  # not the race: a real error
             raise
         return exp.experiment_id
+
+
+#: Longest parameter value a run logs: MLflow refuses values over its own limit (6000
+#: characters in MLflow 3), and a resolved config can hold long lists (line windows).
+PARAM_MAX_CHARS = 500
+
+
+def param_value(value) -> str:
+    """``value`` as an MLflow parameter: its text, cut to :data:`PARAM_MAX_CHARS`."""
+    return str(value)[:PARAM_MAX_CHARS]
+
+
+def log_params(run_id: str, params: Mapping, mlflow_client=None) -> None:
+    """Log ``params`` on a run, each value cut by :func:`param_value`."""
+    c = mlflow_client or client()
+    for key, value in params.items():
+        c.log_param(run_id, key, param_value(value))
+
+
+def start_run(experiment: str, run_name: str, *, tags: Mapping | None = None,
+              params: Mapping | None = None, parent_run_id: str | None = None,
+              mlflow_client=None) -> str:
+    """Create a run in ``experiment`` (created if missing) and return its id.
+
+    Runs are made through the client, never ``mlflow.start_run``, so nothing depends on a
+    global active run: Lightning's logger opens and closes training runs in between. The run
+    stays RUNNING until the caller ends it (``client.set_terminated``).
+
+    Parameters
+    ----------
+    experiment, run_name : MLflow experiment name and run name.
+    tags : set on the run.
+    params : logged on the run (values cut by :func:`param_value`).
+    parent_run_id : nests the run under this one (MLflow's ``mlflow.parentRunId`` tag).
+    mlflow_client : the client to use (a new one by default).
+    """
+    c = mlflow_client or client()
+    tags = {**({"mlflow.parentRunId": parent_run_id} if parent_run_id else {}), **(tags or {})}
+    run = c.create_run(experiment_id(experiment, c), run_name=run_name, tags=tags)
+    log_params(run.info.run_id, params or {}, c)
+    return run.info.run_id
+
+
+def latest_run(experiment: str) -> str:
+    """Id of the newest finished run of an MLflow experiment.
+
+    Raises
+    ------
+    InputError
+        If the experiment has no finished run.
+    """
+    from saca_lab.errors import InputError
+
+    c = client()
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
+                         order_by=["attributes.start_time DESC"], max_results=1) if exp else []
+    if not runs:
+        raise InputError(f"no finished run in MLflow experiment {experiment!r} "
+                         f"({tracking_uri()}); train it first")
+    return runs[0].info.run_id
+
+
+#: Where a training run logs its final checkpoint, relative to the run's artifact root.
+CHECKPOINT_ARTIFACT = "checkpoints/model.ckpt"
+
+
+def resolve_checkpoint(source: str | os.PathLike) -> str:
+    """A local checkpoint file from a path, an MLflow run id, ``runs:/RUN_ID`` or
+    ``experiment:NAME`` (the newest finished run of that experiment); a run's checkpoint is
+    downloaded.
+
+    Raises
+    ------
+    InputError
+        If ``source`` is neither a file nor a run of the tracking store.
+    """
+    if Path(source).is_file():
+        return str(source)
+    # after the file check: a checkpoint path needs no MLflow, whose import costs ~1-2 s
+    import mlflow
+
+    from saca_lab.errors import InputError
+
+    source = str(source)
+    if source.startswith("experiment:"):
+        source = latest_run(source[len("experiment:"):])
+    run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else source
+    try:
+        client().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise InputError(f"{source!r} is neither a checkpoint file nor an MLflow run id "
+                         f"in {tracking_uri()}") from None
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_ARTIFACT,
+                                               tracking_uri=tracking_uri())
 
 
 def run_lock(key: str, waiting: str | None = None):

@@ -111,11 +111,11 @@ def test_real_checkpoints_load_predict_and_transfer_through_the_one_loader(
     pre = run_experiment(load_config(EXP / "trcnn_1d_pretrain_slag.yaml", [
         *common, f"data.dataset={train_data['slag']}", "train.early_stopping={patience: 2}"]),
         progress=False)
-    ckpt = checkpoint.load_checkpoint(pre["checkpoint"])
+    ckpt = checkpoint.load_checkpoint(pre.checkpoint)
     assert ckpt["hyper_parameters"]["model_name"] == "trcnn_1d" and ckpt["callbacks"]
 
     out = tmp_path / "pred.csv"
-    for model in (pre["checkpoint"], pre["run_id"]):  # a path, and a run's logged checkpoint
+    for model in (pre.checkpoint, pre.run_id):  # a path, and a run's logged checkpoint
         assert main(["predict", "--model", model, "--input", str(train_data["slag"]),
                      "--out", str(out)]) == 0, capsys.readouterr().err
         with open(out) as f:
@@ -134,9 +134,9 @@ def test_real_checkpoints_load_predict_and_transfer_through_the_one_loader(
     monkeypatch.setattr(checkpoint, "load_checkpoint", spy)
     monkeypatch.setattr("saca_lab.training.run.load_checkpoint", spy)
     fine = run_experiment(load_config(EXP / "trcnn_1d_finetune_carbon_steel.yaml", [
-        *common, f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre['checkpoint']}"]),
+        *common, f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre.checkpoint}"]),
         progress=False)
-    assert calls == [pre["checkpoint"]] * 2
+    assert calls == [pre.checkpoint] * 2
     # the fine-tuned model's checkpoint (with the FreezeFeatures state) is safe to load as well
-    assert main(["predict", "--model", fine["checkpoint"], "--input", str(train_data["carbon-steel"]),
+    assert main(["predict", "--model", fine.checkpoint, "--input", str(train_data["carbon-steel"]),
                  "--out", str(out)]) == 0, capsys.readouterr().err

@@ -162,7 +162,7 @@ def test_transfer_model_fine_tunes_on_the_transfer_dataset(train_data, mlflow_tm
     assert deep[0]["dataset"] == "carbon-steel" and math.isfinite(deep[0]["rmse"])
     # the baselines read the windows of the pre-training (a frozen extractor reads no others),
     # and the transfer model is fine-tuned on the compared element alone (issue 11 §4)
-    pre = load_checkpoint(source["checkpoint"])["hyper_parameters"]["feature_spec"]
+    pre = load_checkpoint(source.checkpoint)["hyper_parameters"]["feature_spec"]
     for f in res.fits:
         params = json.loads(f["params"])
         assert params["features"] == "lines"

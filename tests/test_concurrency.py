@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from saca_lab.datasets.resolve import preset_folder
+
 #: A hang guard for the children, not a speed limit: they take seconds.
 HANG_S = 900
 
@@ -59,24 +61,16 @@ def _race(tmp_path: Path, code: str, args: list[str]) -> list[tuple[int, str, st
     return out
 
 
-def _folder(stem: str, preset: str) -> str:
-    """The folder ``resolve_dataset`` names a preset's cache (with its default nuisance tag)."""
-    from saca_lab.spectra.nuisance import nuisance_tag
-    from saca_lab.spectra.presets import get_preset
-
-    return "-".join(p for p in (stem, nuisance_tag(get_preset(preset).nuisance)) if p)
-
-
 def test_two_processes_resolving_one_preset_generate_it_once(tmp_path):
     root = tmp_path / "data"
-    name = _folder("slag-samples1-shots2-seed3", "slag")
+    name = preset_folder({"preset": "slag", "samples": 1, "shots": 2, "seed": 3})
     # left by a generation that was killed: removed under the lock; another dataset's is not
     (root / f".{name}.k1ll3d_x.tmp").mkdir(parents=True)
     (root / f".{name}.old").mkdir()
     (root / ".slag-other.k1ll3d_x.tmp").mkdir()
     results = _race(tmp_path, """
         import json
-        from saca_lab.data.datamodules import resolve_dataset
+        from saca_lab.datasets.datamodules import resolve_dataset
         ds = resolve_dataset({"preset": "slag", "samples": 1, "shots": 2, "seed": 3}, sys.argv[4])
         print(json.dumps({"path": str(ds.path), "created": ds.manifest["created"],
                           "sha256": ds.manifest["sha256"]}))
@@ -171,7 +165,7 @@ def test_two_reproductions_on_one_store_and_data_root(tmp_path):
     for rc, out, err in results:
         assert rc == 0, out[-2000:] + err[-4000:]
     stderr = "".join(err for _, _, err in results)
-    for name in (_folder("slag-samples6-shots2", "slag"), _folder("carbon-steel-samples6-shots2", "carbon-steel")):
+    for name in (preset_folder({"preset": p, "samples": 6, "shots": 2}) for p in ("slag", "carbon-steel")):
         assert stderr.count(f"into {tmp_path / 'data' / name} ") == 1, stderr[-4000:]
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -9,7 +9,7 @@ import torch
 
 from saca_lab import tracking
 from saca_lab.config import load_config
-from saca_lab.data.datamodules import (
+from saca_lab.datasets.datamodules import (
     DEVICE_DATA_SHARE,
     BatchedTensors,
     SpectraDataModule,
@@ -77,13 +77,13 @@ def test_two_cpu_processes_train_as_one(train_data, mlflow_tmp):
     """
     one = _fit(train_data, 1, 64)
     two = _fit(train_data, 2, 32)
-    assert one["test"].keys() == two["test"].keys()
-    for key, value in one["test"].items():
-        np.testing.assert_allclose(two["test"][key], value, rtol=1e-4, atol=1e-6, err_msg=key)
-    for key, value in one["test_sample"].items():
-        np.testing.assert_allclose(two["test_sample"][key], value, rtol=1e-4, atol=1e-6, err_msg=key)
-    a = torch.load(one["checkpoint"], weights_only=False)["state_dict"]
-    b = torch.load(two["checkpoint"], weights_only=False)["state_dict"]
+    assert one.test.keys() == two.test.keys()
+    for key, value in one.test.items():
+        np.testing.assert_allclose(two.test[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+    for key, value in one.test_sample.items():
+        np.testing.assert_allclose(two.test_sample[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+    a = torch.load(one.checkpoint, weights_only=False)["state_dict"]
+    b = torch.load(two.checkpoint, weights_only=False)["state_dict"]
     init = {}  # the weights did move: the comparison is not of two untrained networks
     for k, v in a.items():
         if v.dtype.is_floating_point and v.numel():
@@ -93,14 +93,14 @@ def test_two_cpu_processes_train_as_one(train_data, mlflow_tmp):
     # one MLflow run per fit, tested and logged once by rank 0 / the calling process
     client = tracking.client()
     runs = client.search_runs([client.get_experiment_by_name("ddp2").experiment_id])
-    assert len(runs) == 1 and runs[0].info.run_id == two["run_id"]
+    assert len(runs) == 1 and runs[0].info.run_id == two.run_id
     assert runs[0].info.status == "FINISHED"
-    assert len(client.get_metric_history(two["run_id"], "test_r2_mean")) == 1
-    assert len(client.get_metric_history(two["run_id"], "test_sample_r2_Mn")) == 1
-    assert len(client.get_metric_history(two["run_id"], "train_loss")) == 3  # one per epoch
-    checkpoints = [a.path for a in client.list_artifacts(two["run_id"], "checkpoints")]
+    assert len(client.get_metric_history(two.run_id, "test_r2_mean")) == 1
+    assert len(client.get_metric_history(two.run_id, "test_sample_r2_Mn")) == 1
+    assert len(client.get_metric_history(two.run_id, "train_loss")) == 3  # one per epoch
+    checkpoints = [a.path for a in client.list_artifacts(two.run_id, "checkpoints")]
     assert checkpoints == ["checkpoints/model.ckpt"]
-    assert sorted(p.name for p in Path(two["checkpoint"]).parent.iterdir()) == ["best.ckpt", "model.ckpt"]
+    assert sorted(p.name for p in Path(two.checkpoint).parent.iterdir()) == ["best.ckpt", "model.ckpt"]
 
 
 @pytest.mark.slow  # two `saca-lab train` processes and a reference fit: 20 s idle, minutes under load
@@ -126,7 +126,7 @@ def test_ddp_reruns_the_command_and_rank_zero_reports_once(train_data, mlflow_tm
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert len(client.get_metric_history(runs[0].info.run_id, "test_r2_mean")) == 1
     one = _fit(train_data, 1, 64)
-    np.testing.assert_allclose(runs[0].data.metrics["test_r2_mean"], one["test"]["test_r2_mean"],
+    np.testing.assert_allclose(runs[0].data.metrics["test_r2_mean"], one.test["test_r2_mean"],
                                rtol=1e-4)
 
 

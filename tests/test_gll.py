@@ -134,9 +134,9 @@ def test_experiment_logs_calibration_and_predict_writes_std_columns(train_data, 
     assert cfg["model"]["name"] == "gll" and cfg["data"]["targets"] == TARGETS
     assert cfg["transfer"] is None and cfg["data"]["split"]["test"] == 0.3
     result = run_experiment(cfg, progress=False)
-    test = result["test"]
+    test = result.test
     # data.lines: nist finds no detectable, unblended C line in steel: C is left out
-    targets = result["targets"]
+    targets = result.targets
     assert targets == [t for t in TARGETS if t != "C"]
     for key in ("pred_std", "coverage1", "coverage2"):
         values = [test[f"test_{key}_{t}"] for t in targets]
@@ -150,7 +150,7 @@ def test_experiment_logs_calibration_and_predict_writes_std_columns(train_data, 
     assert "metrics.val_nll" not in run or not np.isfinite(run["metrics.val_nll"])
 
     out = mlflow_tmp / "pred.csv"
-    assert main(["predict", "--model", result["run_id"], "--input", str(dataset), "--out", str(out)]) == 0
+    assert main(["predict", "--model", result.run_id, "--input", str(dataset), "--out", str(out)]) == 0
     pred = pd.read_csv(out)
     assert list(pred.columns) == ["sample_id", *[c for t in targets for c in (t, f"{t}_std")]]
     assert len(pred) == 6 and np.isfinite(pred.iloc[:, 1:].to_numpy()).all()
@@ -160,11 +160,11 @@ def test_experiment_logs_calibration_and_predict_writes_std_columns(train_data, 
 
     ds = open_dataset(dataset)
     raw = np.asarray(ds.spectra, dtype=np.float64).mean(axis=1)
-    predictor = Predictor(result["checkpoint"])
+    predictor = Predictor(result.checkpoint)
     mean, std = predictor.predict_with_std(ds.wavelengths, raw)
     np.testing.assert_allclose(pred[targets].to_numpy(), mean, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(predictor.predict(ds.wavelengths, raw), mean)
-    model = mlflow.pyfunc.load_model(f"runs:/{result['run_id']}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
     frame = model.predict(pd.DataFrame(raw[:3], columns=[f"{w:.5f}" for w in ds.wavelengths]))
     assert list(frame.columns) == list(pred.columns[1:])
     np.testing.assert_allclose(frame[[f"{t}_std" for t in targets]].to_numpy(), std[:3], rtol=1e-5)

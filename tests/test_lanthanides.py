@@ -2,7 +2,7 @@
 
 libskit 0.2 raised ``IndexError: unordered_map::at`` for any composition with Nd or Eu because
 the NIST level list it ships has no "Nd VI" / "Eu VI" level (see ``plasma.MISSING_TOP_STAGE_G``).
-The planned fallback line model was not needed: ``plasma._database`` adds the missing ground
+The planned fallback line model was not needed: ``plasma.line_database`` adds the missing ground
 levels, so libskit itself computes these lines. These tests guard that fix.
 """
 
@@ -35,7 +35,7 @@ def _window(wl, line_nm, half_width=0.35):
 def test_every_lanthanide_in_the_database_gets_lines():
     import libskit
 
-    db = plasma._database()
+    db = plasma.line_database()
     in_db = set(pd.read_csv(db.path / "lines_processed_all.csv", usecols=["element"])["element"])
     wl = libskit.air_to_vacuum(np.linspace(380.0, 440.0, 601))
     for el in (e for e in LANTHANIDES if e in in_db):

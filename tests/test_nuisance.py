@@ -195,7 +195,7 @@ def test_settings_resolve_and_bad_levels_are_named():
 
 
 def test_dataset_spec_and_command_line_reach_the_nuisance(tmp_path, monkeypatch):
-    from saca_lab.data.datamodules import resolve_dataset
+    from saca_lab.datasets.datamodules import resolve_dataset
     from saca_lab.spectra import simulate
     from saca_lab.spectra.nuisance import parse_nuisance_text
 
@@ -243,7 +243,7 @@ def test_the_papers_presets_default_to_their_calibrated_level():
 
 
 def test_default_and_none_caches_never_mix_and_a_new_calibration_regenerates(tmp_path, monkeypatch):
-    from saca_lab.data.datamodules import resolve_dataset
+    from saca_lab.datasets.datamodules import resolve_dataset
     from saca_lab.spectra import nuisance, simulate
 
     monkeypatch.setattr(simulate, "default_jobs", lambda: 1)

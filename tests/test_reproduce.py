@@ -11,6 +11,7 @@ from saca_lab.cli import main
 from saca_lab.reproduce.runner import figure_names
 from saca_lab.reproduce.saca import precision_recall
 from saca_lab.reproduce.settings import get_mode
+from saca_lab.training.result import RunResult
 
 
 def _tiny(train_data, stainless_data) -> list[str]:
@@ -119,7 +120,7 @@ def test_reuse_key_changes_with_code_data_and_generator(train_data, mlflow_tmp, 
         client.log_metric(run.info.run_id, "test_sample_rmse_Mn", 0.1)
         client.set_terminated(run.info.run_id, "FINISHED")
         trained.append(run.info.run_id)
-        return {"run_id": run.info.run_id}
+        return RunResult(run_id=run.info.run_id)
 
     monkeypatch.setattr(run_mod, "run_experiment", fake_run_experiment)
     code = tmp_path / "pkg"
@@ -158,7 +159,7 @@ def _fake_pair(r2_fine, r2_pre):
         key = (model, "without" if extra else "with")
         fine = {f"test_sample_r2_{el}": v[seed] for el, v in r2_fine[key].items()}
         pre = {f"test_sample_r2_{el}": v[seed] for el, v in r2_pre.get(model, {}).items()}
-        return {"test_sample": pre}, {"test_sample": fine}
+        return RunResult(None, test_sample=pre), RunResult(None, test_sample=fine)
     return pair
 
 

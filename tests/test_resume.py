@@ -196,14 +196,14 @@ def test_resume_continues_the_same_run_and_matches_an_uninterrupted_one(crashed,
     rid = crashed["run_id"]
     resumed = run_experiment(load_config(EXP, crashed["sets"]), progress=False, resume=rid)
     reference = run_experiment(load_config(EXP, crashed["sets"]), progress=False)
-    assert resumed["run_id"] == rid
-    run, ref = client.get_run(rid), client.get_run(reference["run_id"])
+    assert resumed.run_id == rid
+    run, ref = client.get_run(rid), client.get_run(reference.run_id)
     assert run.info.status == "FINISHED" and not run.data.tags[resuming.RESUME_TAG]
     assert not any(client.list_artifacts(rid, slot) for slot in resuming.RESUME_SLOTS)  # dropped
-    assert _history(client, rid, "epoch") == _history(client, reference["run_id"], "epoch")
+    assert _history(client, rid, "epoch") == _history(client, reference.run_id, "epoch")
     assert max(_history(client, rid, "epoch").values()) == EPOCHS
     for key in ("train_loss", "val_loss"):
-        assert _history(client, rid, key) == _history(client, reference["run_id"], key)
+        assert _history(client, rid, key) == _history(client, reference.run_id, key)
     assert _final(run) == _final(ref) and len(_final(run)) > 10
 
 

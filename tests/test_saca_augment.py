@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from saca_lab.data.augment import SACA_AUGMENT, Augment, shift_spectra
+from saca_lab.datasets.augment import Augment, shift_spectra
 from saca_lab.errors import InputError
 
 
@@ -76,4 +76,4 @@ def test_bad_augment_config_names_the_field():
         Augment.from_config({"shift_px": 2}, 0.1)
     with pytest.raises(InputError, match="data.augment.jitter"):
         Augment.from_config({"jitter": -1}, 0.1)
-    assert Augment.from_config(SACA_AUGMENT, 0.1).shift_nm == SACA_AUGMENT["shift_nm"]
+    assert Augment.from_config({"shift_nm": 0.05, "jitter": 0.05}, 0.1).shift_nm == 0.05

@@ -32,7 +32,7 @@ def test_stainless_preset_is_deterministic_and_presence_aware():
 
 
 def _tiny(root, **extra):
-    from saca_lab.data.datamodules import resolve_dataset
+    from saca_lab.datasets.datamodules import resolve_dataset
 
     return resolve_dataset({"preset": "stainless", "samples": 2, "shots": 1, **extra}, str(root))
 
@@ -77,7 +77,7 @@ def test_reproduce_saca_table1_regenerates_an_old_data_folder(tmp_path, mlflow_t
 
     spec = "{preset: stainless, samples: 7, shots: 2}"
     monkeypatch.setattr(simulate, "GENERATOR_VERSION", "1")  # the design before issue 10
-    from saca_lab.data.datamodules import resolve_dataset
+    from saca_lab.datasets.datamodules import resolve_dataset
 
     old = resolve_dataset({"preset": "stainless", "samples": 7, "shots": 2}, str(tmp_path / "data"))
     monkeypatch.undo()

@@ -56,7 +56,8 @@ def guarded(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     if importlib.util.find_spec("saca_lab.training.resume"):  # MLflow housekeeping, not config
         monkeypatch.setattr("saca_lab.training.ownership.mark_dead_runs", lambda *a, **k: None)
-    for module, name in [("training.run", "run_experiment"), ("data.datamodules", "resolve_dataset"),
+    for module, name in [("training.run", "run_experiment"), ("datasets.datamodules", "resolve_dataset"),
+                         ("datasets.resolve", "resolve_dataset"),  # presets: first generation
                          ("compare.plan", "resolve_study_dataset"),
                          ("reproduce.plan_cost", "measure_step_times"),  # reproduce's first work
                          ("sweeps.runner", "open_storage")]:

@@ -10,10 +10,11 @@ import torch
 
 from saca_lab.cli import main
 from saca_lab.config import load_config
-from saca_lab.data.datamodules import SpectraDataModule
-from saca_lab.data.splits import kfold_split, ratio_split
+from saca_lab.datasets.datamodules import SpectraDataModule
+from saca_lab.datasets.splits import kfold_split, ratio_split
 from saca_lab.errors import InputError
 from saca_lab.training.predictor import Predictor
+from saca_lab.training.reporting import per_sample_metrics
 from saca_lab.training.run import run_experiment
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
@@ -49,8 +50,11 @@ def test_every_experiment_runs_fast_dev_run(path, train_data, mlflow_tmp, reques
         pre = _quick(path.with_name(f"{source}.yaml"), str(train_data["slag"]))
         run_experiment(pre, progress=False)
     result = run_experiment(cfg, progress=False)
-    assert result["run_id"] and Path(result["checkpoint"]).is_file()
-    assert all(np.isfinite(v) for v in result["test_sample"].values())
+    assert result.run_id and Path(result.checkpoint).is_file()
+    assert all(np.isfinite(v) for v in result.test_sample.values())
+    pred = result.predictions  # the one test pass every test metric and the figure came from
+    assert pred.y_pred.shape == pred.y_true.shape == (len(pred.groups), len(result.targets))
+    assert per_sample_metrics(pred.y_true, pred.y_pred, pred.groups, result.targets) == result.test_sample
 
 
 def test_splits_never_share_a_sample(train_data):
@@ -74,7 +78,7 @@ def test_same_seed_same_metrics(train_data, mlflow_tmp):
             "tracking.log_model=false"]
     a = run_experiment(load_config(path, sets), progress=False)
     b = run_experiment(load_config(path, sets), progress=False)
-    assert a["test"] == b["test"] and a["test_sample"] == b["test_sample"]
+    assert a.test == b.test and a.test_sample == b.test_sample
 
 
 def test_transfer_freezes_features_and_trains_head(train_data, mlflow_tmp):
@@ -84,9 +88,9 @@ def test_transfer_freezes_features_and_trains_head(train_data, mlflow_tmp):
                                      [f"data.dataset={train_data['slag']}", *common]), progress=False)
     fine = run_experiment(load_config(exp / "trcsl_finetune_carbon_steel.yaml",
                                       [f"data.dataset={train_data['carbon-steel']}",
-                                       f"transfer.from={pre['checkpoint']}", *common]), progress=False)
-    before = torch.load(pre["checkpoint"], weights_only=False)["state_dict"]
-    after = torch.load(fine["checkpoint"], weights_only=False)["state_dict"]
+                                       f"transfer.from={pre.checkpoint}", *common]), progress=False)
+    before = torch.load(pre.checkpoint, weights_only=False)["state_dict"]
+    after = torch.load(fine.checkpoint, weights_only=False)["state_dict"]
     features = [k for k in before if k.startswith("model.features.")]
     head = [k for k in before if k.startswith("model.head.") and before[k].dtype.is_floating_point]
     assert features and head
@@ -100,21 +104,21 @@ def test_run_is_tracked_and_pyfunc_predicts_raw_spectra(train_data, mlflow_tmp):
     result = run_experiment(load_config(path, [f"data.dataset={train_data['slag']}",
                                                "train.max_epochs=2", "data.shots=5"]), progress=False)
     runs = mlflow.search_runs(experiment_names=["trcsl_1d_pretrain_slag"])
-    row = runs[runs.run_id == result["run_id"]].iloc[0]
+    row = runs[runs.run_id == result.run_id].iloc[0]
     assert row["status"] == "FINISHED"
     assert np.isfinite(row["metrics.test_r2_Mn"]) and np.isfinite(row["metrics.test_sample_rmse_Cr"])
     assert row["params.cfg.model.name"] == "trcsl_1d" and row["tags.git_commit"]
     assert len(row["tags.dataset_manifest_sha256"]) == 64
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result["run_id"])}
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)}
     assert {"config.yaml", "pred_vs_true.png", "checkpoints"} <= artifacts  # the pyfunc is a LoggedModel (MLflow 3)
     from saca_lab.data.store import open_dataset
 
     ds = open_dataset(train_data["slag"])
     raw = np.asarray(ds.spectra[:3], dtype=np.float64).mean(axis=1)
-    model = mlflow.pyfunc.load_model(f"runs:/{result['run_id']}/model")
+    model = mlflow.pyfunc.load_model(f"runs:/{result.run_id}/model")
     out = model.predict(pd.DataFrame(raw, columns=[f"{w:.5f}" for w in ds.wavelengths]))
     assert list(out.columns) == ["C", "Cu", "Mn", "Cr"] and np.isfinite(out.to_numpy()).all()
-    direct = Predictor(result["checkpoint"]).predict(ds.wavelengths, raw)
+    direct = Predictor(result.checkpoint).predict(ds.wavelengths, raw)
     np.testing.assert_allclose(out.to_numpy(), direct, rtol=1e-5, atol=1e-6)
 
 
@@ -143,12 +147,12 @@ def test_bad_training_input(train_data, mlflow_tmp, tmp_path, capsys):
         progress=False)
     with pytest.raises(InputError, match="trcsl_1d"):
         run_experiment(load_config(exp / "trcsl_finetune_carbon_steel.yaml", [
-            f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre['checkpoint']}",
+            f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre.checkpoint}",
             "train.fast_dev_run=true", "data.shots=5"]), progress=False)
     bad = tmp_path / "nan.csv"
     bad.write_text("wavelength,intensity\n" + "\n".join(f"{w},{'nan' if i == 3 else 1}"
                                                         for i, w in enumerate(range(300, 320))))
-    assert main(["predict", "--model", pre["checkpoint"], "--input", str(bad),
+    assert main(["predict", "--model", pre.checkpoint, "--input", str(bad),
                  "--out", str(tmp_path / "p.csv")]) == 2
     assert "nan.csv" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
     assert main(["predict", "--model", str(bad), "--input", str(bad), "--out", str(tmp_path / "p.csv")]) == 2
@@ -160,10 +164,10 @@ def test_later_unfreezing_trains_the_features(train_data, mlflow_tmp):
     pre = run_experiment(load_config(exp / "trcsl_1d_pretrain_slag.yaml",
                                      [f"data.dataset={train_data['slag']}", *common]), progress=False)
     fine = run_experiment(load_config(exp / "trcsl_1d_finetune_carbon_steel.yaml", [
-        f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre['checkpoint']}",
+        f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre.checkpoint}",
         "transfer.unfreeze_at_epoch=1", "transfer.unfreeze_lr=0.001", *common]), progress=False)
-    before = torch.load(pre["checkpoint"], weights_only=False)["state_dict"]
-    after = torch.load(fine["checkpoint"], weights_only=False)["state_dict"]
+    before = torch.load(pre.checkpoint, weights_only=False)["state_dict"]
+    after = torch.load(fine.checkpoint, weights_only=False)["state_dict"]
     conv = [k for k in before if k.startswith("model.features.") and k.endswith("weight")]
     assert any(not torch.equal(before[k], after[k]) for k in conv)
 
@@ -174,17 +178,17 @@ def test_input_standardisation_is_stored_with_the_model(train_data, mlflow_tmp):
             "tracking.log_model=false"]
     on = run_experiment(load_config(path, base), progress=False)
     off = run_experiment(load_config(path, [*base, "data.preprocessing.standardize=false"]), progress=False)
-    state_on = torch.load(on["checkpoint"], weights_only=False)["state_dict"]
-    state_off = torch.load(off["checkpoint"], weights_only=False)["state_dict"]
+    state_on = torch.load(on.checkpoint, weights_only=False)["state_dict"]
+    state_off = torch.load(off.checkpoint, weights_only=False)["state_dict"]
     # data.lines: nist -> 11 points per window, as many windows as the selection kept
     n_in = state_on["input_mean"].shape[0]
     assert n_in % 11 == 0 and n_in > 0 and torch.all(state_on["input_std"] > 0)
     assert state_off["input_mean"].numel() == 0
-    assert Predictor(on["checkpoint"]).module.input_mean.shape == (n_in,)
+    assert Predictor(on.checkpoint).module.input_mean.shape == (n_in,)
 
 
 def test_subset_split_draws_distinct_samples_within_the_dataset():
-    from saca_lab.data.splits import make_split
+    from saca_lab.datasets.splits import make_split
     from saca_lab.errors import InputError
 
     a = make_split(50, {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "subset": 10})

@@ -212,7 +212,7 @@ def test_bad_schedule_settings_are_input_errors_naming_the_field():
 
 def test_unset_lines_mean_the_default_and_an_old_spec_the_papers(train_data):
     from saca_lab.compare.features import PAPER_WAVELENGTHS, line_setting
-    from saca_lab.data.datamodules import SpectraDataModule
+    from saca_lab.datasets.datamodules import SpectraDataModule
     from saca_lab.training.run import build_datamodule
 
     assert DEFAULTS["data"]["lines"] == "nist"
@@ -257,19 +257,19 @@ def test_fine_tune_drops_targets_whose_slag_windows_read_nothing_in_steel(train_
     common = ["train.fast_dev_run=true", "data.shots=5", "tracking.log_model=false"]
     pre = run_experiment(load_config(exp / "trcnn_1d_pretrain_slag.yaml",
                                      [f"data.dataset={train_data['slag']}", *common]), progress=False)
-    assert "C" in pre["targets"]  # C has a usable NIST line in slag (C I 940.57 nm)
-    windows = load_checkpoint(pre["checkpoint"])["hyper_parameters"]["feature_spec"]["lines"]
+    assert "C" in pre.targets  # C has a usable NIST line in slag (C I 940.57 nm)
+    windows = load_checkpoint(pre.checkpoint)["hyper_parameters"]["feature_spec"]["lines"]
     fine_cfg = exp / "trcnn_1d_finetune_carbon_steel.yaml"
-    sets = [f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre['checkpoint']}",
+    sets = [f"data.dataset={train_data['carbon-steel']}", f"transfer.from={pre.checkpoint}",
             *common]
     capsys.readouterr()
     fine = run_experiment(load_config(fine_cfg, sets), progress=False)
     # as a model trained on carbon steel alone (gll) would: C left out, with a message
-    assert fine["targets"] == ["Cu", "Mn", "Cr"]
+    assert fine.targets == ["Cu", "Mn", "Cr"]
     assert "C left out of the fine-tune targets" in capsys.readouterr().err
     # the windows stay the input of the pre-trained network
-    spec = load_checkpoint(fine["checkpoint"])["hyper_parameters"]["feature_spec"]
+    spec = load_checkpoint(fine.checkpoint)["hyper_parameters"]["feature_spec"]
     assert spec["lines"] == windows
     # the literal reproduction keeps every target
     paper = run_experiment(load_config(fine_cfg, [*sets, "data.lines=paper"]), progress=False)
-    assert paper["targets"] == ["C", "Cu", "Mn", "Cr"]
+    assert paper.targets == ["C", "Cu", "Mn", "Cr"]

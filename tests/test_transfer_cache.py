@@ -35,7 +35,7 @@ def pretrained(train_data, tmp_path_factory):
         pre = run_experiment(load_config(EXP / "trcsl_1d_pretrain_slag.yaml", [
             f"data.dataset={train_data['slag']}", "train.max_epochs=1", "data.shots=5",
             "tracking.log_model=false"]), progress=False)
-    return pre["checkpoint"]
+    return pre.checkpoint
 
 
 def _finetune(train_data, checkpoint, cache, monkeypatch, extra=()):
@@ -57,10 +57,10 @@ def test_cached_features_give_the_same_fine_tune(train_data, pretrained, mlflow_
     assert spy_cached.steps[0][1] != spy_plain.steps[0][1]
     assert len(spy_cached.steps) == len(spy_plain.steps) > 3  # several steps per epoch, 3 epochs
     # same seed, same items in the same order: equal up to float round-off
-    for key, value in plain["test"].items():
-        np.testing.assert_allclose(cached["test"][key], value, rtol=1e-5, atol=1e-7, err_msg=key)
-    a = torch.load(plain["checkpoint"], weights_only=False)["state_dict"]
-    b = torch.load(cached["checkpoint"], weights_only=False)["state_dict"]
+    for key, value in plain.test.items():
+        np.testing.assert_allclose(cached.test[key], value, rtol=1e-5, atol=1e-7, err_msg=key)
+    a = torch.load(plain.checkpoint, weights_only=False)["state_dict"]
+    b = torch.load(cached.checkpoint, weights_only=False)["state_dict"]
     assert a.keys() == b.keys()  # the whole network is saved, not only the head
     # measured: the test metrics agreed to the last digit, the weights (|w| <= 0.1) within
     # 1.5e-6 (head.0.weight; Adam's normalised steps carry the round-off of elements whose

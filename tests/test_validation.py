@@ -13,8 +13,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from saca_lab import tracking
 from saca_lab.config import load_config
-from saca_lab.data.datamodules import SpectraDataModule
-from saca_lab.data.splits import make_split
+from saca_lab.datasets.datamodules import SpectraDataModule
+from saca_lab.datasets.splits import make_split
 from saca_lab.errors import InputError
 from saca_lab.training.run import run_experiment
 
@@ -93,7 +93,7 @@ def test_checkpoint_choice_and_early_stop_see_validation_samples_only(train_data
     assert len(spy.val_loss) >= 2 and all(np.isfinite(v) for v in spy.val_loss.values())
     epoch = torch.load(spy.tested, map_location="cpu", weights_only=True)["epoch"]
     assert epoch == min(spy.val_loss, key=spy.val_loss.get)
-    history = mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(result["run_id"], "val_loss")
+    history = mlflow.MlflowClient(tracking.tracking_uri()).get_metric_history(result.run_id, "val_loss")
     assert sorted(m.value for m in history) == pytest.approx(sorted(spy.val_loss.values()), rel=1e-6)
 
 
@@ -104,7 +104,7 @@ def test_no_validation_part_no_validation_loop_and_last_epoch_is_tested(train_da
     result = run_experiment(cfg, progress=False, callbacks=[spy])
     assert not val and spy.val_batches == 0 and spy.monitored == []
     assert spy.test == test
-    run = mlflow.MlflowClient(tracking.tracking_uri()).get_run(result["run_id"])
+    run = mlflow.MlflowClient(tracking.tracking_uri()).get_run(result.run_id)
     assert not [k for k in run.data.metrics if k.startswith("val_")]  # no val_* that is test
 
 

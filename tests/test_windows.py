@@ -75,7 +75,7 @@ def test_nist_windows_hold_a_line_of_their_element_in_simulated_spectra():
 
 def test_data_module_resolves_nist_lines_on_training_samples_and_drops_lineless_targets(
         tiny_steel, capsys):
-    from saca_lab.data.datamodules import SpectraDataModule
+    from saca_lab.datasets.datamodules import SpectraDataModule
 
     dm = SpectraDataModule(tiny_steel, targets=["C", "Cu", "Mn", "Cr"], input_kind="lines_1d",
                            lines="nist", split={"train": 0.67, "val": 0.0, "test": 0.33, "seed": 0})
@@ -162,9 +162,9 @@ def _copy_with_other_test_samples(ds, out, test, scale: float):
 
 
 def test_line_choice_ignores_the_test_samples(train_data, tmp_path):
-    from saca_lab.data.datamodules import SpectraDataModule
-    from saca_lab.data.splits import make_split
     from saca_lab.data.store import open_dataset
+    from saca_lab.datasets.datamodules import SpectraDataModule
+    from saca_lab.datasets.splits import make_split
 
     split = {"train": 0.5, "val": 0.0, "test": 0.5, "seed": 0}
     ds = open_dataset(train_data["carbon-steel"])

@@ -16,7 +16,7 @@ from sklearn.cross_decomposition import PLSRegression
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from saca_lab.baselines.pls import _check_cv, _check_positive_int, select_components
+from saca_lab.baselines.pls import check_cv, check_positive_int, select_components
 
 
 class PCAPLS(RegressorMixin, BaseEstimator):
@@ -80,8 +80,8 @@ class PCAPLS(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        _check_positive_int("max_components", self.max_components)
-        _check_cv(self.cv)
+        check_positive_int("max_components", self.max_components)
+        check_cv(self.cv)
         n_pca = self.n_pca
         is_fraction = isinstance(n_pca, numbers.Real) and not isinstance(n_pca, numbers.Integral)
         if isinstance(n_pca, bool) or not (is_fraction and 0 < n_pca < 1 or

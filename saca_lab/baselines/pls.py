@@ -58,12 +58,12 @@ def cv_folds(n_samples: int, groups=None, cv: int = 5,
     return list(splitter.split(np.zeros(n_samples), groups=groups))
 
 
-def _check_cv(cv) -> None:
+def check_cv(cv) -> None:
     if not isinstance(cv, numbers.Integral) or isinstance(cv, bool) or cv < 2:
         raise ValueError(f"cv must be an integer >= 2, got {cv!r}")
 
 
-def _check_positive_int(name: str, value) -> None:
+def check_positive_int(name: str, value) -> None:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
@@ -147,8 +147,8 @@ class PLSRCV(RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     def _validate(self, X, y):
-        _check_positive_int("max_components", self.max_components)
-        _check_cv(self.cv)
+        check_positive_int("max_components", self.max_components)
+        check_cv(self.cv)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64,
                              ensure_min_samples=2)
         return X, y

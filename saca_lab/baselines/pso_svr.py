@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from saca_lab.baselines.pls import _check_cv, _check_positive_int, cv_folds
+from saca_lab.baselines.pls import check_cv, check_positive_int, cv_folds
 from saca_lab.baselines.pso import ParticleSwarm
 
 # libsvm settings of the fits inside the search (the final fit keeps libsvm's defaults). The
@@ -130,10 +130,10 @@ class PSOSVR(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        _check_positive_int("n_particles", self.n_particles)
+        check_positive_int("n_particles", self.n_particles)
         if not isinstance(self.n_iter, numbers.Integral) or self.n_iter < 0:
             raise ValueError(f"n_iter must be a non-negative integer, got {self.n_iter!r}")
-        _check_cv(self.cv)
+        check_cv(self.cv)
         bounds = [_check_bounds(n, b) for n, b in (("log_C_bounds", self.log_C_bounds),
                                                    ("log_gamma_bounds", self.log_gamma_bounds),
                                                    ("log_epsilon_bounds", self.log_epsilon_bounds))]

@@ -56,8 +56,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "while --dataset is trcsl-b) or another domain (slag, for "
                         "plsr_slope_bias and plsr_source_target)")
     p.add_argument("--interval", type=float, metavar="LEVEL",
-                   help="CV+ prediction intervals at this level (e.g. 0.9) for plsr, pso_svr and "
-                        "pca_pls (5 folds of training samples): writes intervals.csv with the "
+                   help="prediction intervals at this level (e.g. 0.9): CV+ for plsr, pso_svr "
+                        "and pca_pls (5 folds of training samples), split conformal for deep "
+                        "models (data.split.calibration of the training samples, default 0.3), "
+                        "and GLL's own Gaussian interval beside; writes intervals.csv with the "
                         "empirical coverage (binomial 95%% CI) and mean width per model and size")
     p.add_argument("--experiment", default="compare", help="MLflow experiment (default compare)")
     p.add_argument("--data-root", help="where presets are stored (default: $SACA_LAB_DATA or ./data)")

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from lightning.pytorch.callbacks import Callback
 
 from saca_lab.errors import InputError
 
@@ -80,11 +79,10 @@ def resolve_deep_model(name: str, overrides: list[str]) -> DeepModel:
     source = str(source)
     if source.startswith("experiment:"):
         from saca_lab import tracking
-        from saca_lab.training.run import latest_run
 
         experiment = source[len("experiment:"):]
         try:
-            source = latest_run(experiment)
+            source = tracking.latest_run(experiment)
         except InputError:
             pretrain = experiments_dir() / f"{experiment}.yaml"
             raise InputError(
@@ -111,59 +109,35 @@ def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spe
     non-transfer model's ``data.lines`` (a transfer model reads its pre-training's windows,
     which the study made the draw's windows).
     """
-    from saca_lab.compare.features import AIRPLS
-    from saca_lab.config import load_config, validate
+    from saca_lab.compare.features import airpls_setting
+    from saca_lab.config import apply_overrides, load_config, read_experiment
 
     # log_model first so a user's --set tracking.log_model=true still wins: a pyfunc model per
     # fit costs seconds and disk, and a study only needs the metrics
-    cfg = load_config(model.base, ["tracking.log_model=false", *overrides])
-    if cfg["model"]["name"] != model.name:
-        cfg["model"] = {"name": model.name, "overrides": {}}
-    cfg["data"]["dataset"] = str(dataset_path)
+    items: list = ["tracking.log_model=false", *overrides]
+    if (apply_overrides(read_experiment(model.base), items).get("model") or {}).get("name") != model.name:
+        items.append(("model", {"name": model.name, "overrides": {}}))
     # the element alone, for transfer too (the paper fine-tunes all four elements at once): a
     # head fitted to four targets against baselines fitted to one would compare two tasks
-    cfg["data"]["targets"] = [element]
-    cfg["data"]["split"] = dict(split_spec)
+    items += [("data.dataset", str(dataset_path)), ("data.targets", [element]),
+              ("data.split", dict(split_spec))]
     if model.is_transfer:
-        cfg["transfer"]["from"] = model.transfer_from
+        items.append(("transfer.from", model.transfer_from))
     else:
-        cfg["data"]["preprocessing"]["airpls"] = dict(AIRPLS) if airpls else None
-        cfg["data"]["preprocessing"]["minmax"] = bool(minmax)
+        items += [("data.preprocessing.airpls", airpls_setting(airpls)),
+                  ("data.preprocessing.minmax", bool(minmax))]
         if windows is not None:
             lines, half_width = windows
-            cfg["data"]["lines"] = None if lines is None else [float(v) for v in lines]
-            cfg["data"]["half_width"] = int(half_width)
+            items += [("data.lines", None if lines is None else [float(v) for v in lines]),
+                      ("data.half_width", int(half_width))]
     if epochs is not None:
-        cfg["train"]["max_epochs"] = int(epochs)
-    cfg["seed"] = int(seed)
-    cfg["name"] = f"compare-{model.name}"
-    cfg["tracking"]["experiment"] = experiment
-    cfg["tracking"]["run_name"] = run_name
-    validate(cfg, f"{model.base} (study config of {model.name})")
-    return cfg
-
-
-class TestPredictions(Callback):
-    """Collects the test-set predictions of a run (sample index, truth, prediction per item)."""
-
-    def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.feature_spec: dict = {}
-
-    def on_test_start(self, trainer, pl_module) -> None:
-        self.parts = []
-        self.feature_spec = dict(pl_module.hparams["feature_spec"])  # what the model read
-
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        import torch
-
-        with torch.no_grad():
-            pred = pl_module(batch[0]).float().cpu().numpy()
-        self.parts.append((batch[2].cpu().numpy(), batch[1].cpu().numpy(), pred))
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        groups, y, pred = (np.concatenate(p) for p in zip(*self.parts, strict=True))
-        return groups, y, pred
+        items.append(("train.max_epochs", int(epochs)))
+    items += [("seed", int(seed)), ("name", f"compare-{model.name}"),
+              ("tracking.experiment", experiment), ("tracking.run_name", run_name)]
+    try:
+        return load_config(model.base, items)
+    except InputError as e:
+        raise InputError(f"{e} (study config of {model.name})") from None
 
 
 @contextmanager
@@ -192,6 +166,10 @@ class DeepOutcome:
     run_id: str
     targets: list[str]
     feature_spec: dict
+    #: per test sample, ``sqrt(mean sigma^2)`` of its items (a model that predicts sigma)
+    sigma: np.ndarray | None = None
+    #: the run's calibration scores of ``element`` (``data.split.calibration`` > 0)
+    scores: np.ndarray | None = None
 
 
 def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> DeepOutcome:
@@ -199,21 +177,23 @@ def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> Dee
     from saca_lab.training.reporting import sample_means
     from saca_lab.training.run import run_experiment
 
-    collector = TestPredictions()
     start = time.perf_counter()
     with _quiet_lightning():
-        result = run_experiment(cfg, progress=False, callbacks=[collector],
-                                parent_run_id=parent_run_id, tags=tags)
+        result = run_experiment(cfg, progress=False, parent_run_id=parent_run_id, tags=tags)
     seconds = time.perf_counter() - start
-    ckpt_dir = Path(result["checkpoint"]).parent
+    ckpt_dir = Path(result.checkpoint).parent
     if ckpt_dir.name.startswith("saca-run-"):  # logged to MLflow already; a study makes many
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    groups, y, pred = collector.arrays()
-    j = list(result["targets"]).index(element)
-    ids, yt = sample_means(y, groups)
-    _, yp = sample_means(pred, groups)
-    return DeepOutcome(ids.astype(int), yt[:, j], yp[:, j], seconds, result["run_id"],
-                       list(result["targets"]), collector.feature_spec)
+    pred = result.predictions  # the run's one test pass (saca_lab/training/evaluate.py)
+    j = list(result.targets).index(element)
+    ids, yt, yp = pred.sample_means()
+    sigma = pred.sigma
+    if sigma is not None:  # combined over a sample's items as its calibration scores' sigma
+        sigma = np.sqrt(sample_means(sigma ** 2, pred.groups)[1])[:, j]
+    calibration = result.calibration
+    scores = None if calibration is None else np.asarray(calibration["scores"][element], float)
+    return DeepOutcome(ids.astype(int), yt[:, j], yp[:, j], seconds, result.run_id,
+                       list(result.targets), dict(result.feature_spec), sigma, scores)
 
 
 def base_summary(model: DeepModel) -> str:

@@ -35,8 +35,12 @@ PAPER_WAVELENGTHS: tuple[float, ...] = tuple(line.wavelength_nm for line in TRCS
 #: Which deep-model input kinds each ``--features`` choice pairs with.
 FEATURE_INPUTS = {"spectrum": ("spectrum_1d", "image_2d"), "lines": ("lines_1d",)}
 FEATURE_KINDS = tuple(FEATURE_INPUTS)
-#: airPLS settings of the study (``--no-airpls`` turns it off); TrCSL's.
-AIRPLS = {"lam": 1e4, "max_iter": 50}
+
+
+def airpls_setting(on: bool) -> dict | None:
+    """The study's ``data.preprocessing.airpls``: the config's default (TrCSL's settings), or
+    None for ``--no-airpls``."""
+    return dict(DEFAULTS["data"]["preprocessing"]["airpls"]) if on else None
 
 
 def feature_kind(input_kind: str) -> str:
@@ -121,8 +125,8 @@ class LineSetting:
 
 def transfer_feature_spec(model) -> dict:
     """The feature spec a transfer model was pre-trained with (from its checkpoint)."""
+    from saca_lab.tracking import resolve_checkpoint
     from saca_lab.training.checkpoint import load_checkpoint
-    from saca_lab.training.run import resolve_checkpoint
 
     return load_checkpoint(resolve_checkpoint(str(model.transfer_from)))["hyper_parameters"]["feature_spec"]
 
@@ -194,12 +198,12 @@ def resolve_lines(setting: LineSetting, ds, element: str, split_spec: dict, airp
     """
     if setting.fixed:
         return setting.lines
-    from saca_lab.data.datamodules import SpectraDataModule
+    from saca_lab.datasets.datamodules import SpectraDataModule
 
     kwargs = {"lines_per_element": setting.lines_per_element} if setting.lines_per_element else {}
     dm = SpectraDataModule(ds, targets=[element], input_kind="lines_1d", split=split_spec,
                            shots="average", lines=setting.lines, half_width=setting.half_width,
-                           preprocessing={"airpls": dict(AIRPLS) if airpls else None,
+                           preprocessing={"airpls": airpls_setting(airpls),
                                           "minmax": minmax}, **kwargs)
     try:
         dm.setup()
@@ -216,10 +220,10 @@ def baseline_matrix(ds, features: str, lines, half_width: int, airpls: bool,
                     normalize: str) -> np.ndarray:
     """Per-sample inputs of the baselines (shots averaged; cached on disk): the spectrum, or the
     given line windows, with the deep models' preprocessing."""
-    from saca_lab.data.features import FeatureSpec, dataset_features
+    from saca_lab.datasets.features import FeatureSpec, dataset_features
 
     spec = FeatureSpec("spectrum_1d" if features == "spectrum" else "lines_1d",
-                       airpls=dict(AIRPLS) if airpls else None, minmax=normalize == "minmax",
+                       airpls=airpls_setting(airpls), minmax=normalize == "minmax",
                        lines=None if lines is None else tuple(lines), half_width=half_width)
     x = np.asarray(dataset_features(ds, spec, "average")[:, 0], dtype=np.float32)
     if normalize == "sum":

@@ -20,6 +20,7 @@ from saca_lab.compare.features import baseline_matrix
 from saca_lab.compare.results import fit_row, prediction_rows, summarize
 from saca_lab.compare.runs import StudyRuns
 from saca_lab.errors import InputError
+from saca_lab.training import conformal
 
 
 def baseline_features(plan: plan_mod.StudyPlan, fit: plan_mod.Fit | None = None
@@ -221,6 +222,9 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
                     overrides=plan.deep_overrides_for(name), airpls=plan.airpls,
                     minmax=plan.normalize == "minmax",
                     windows=(plan.lines_of(fit), plan.half_width) if plan.features == "lines" else None)
+                if plan.interval is not None:  # split conformal: scores from training samples
+                    cfg["data"]["split"]["calibration"] = conformal.study_calibration(
+                        plan.deep_overrides_for(name))
                 out = deep_mod.run_deep_fit(cfg, plan.element, child,
                                             {"compare.model": name, "compare.size": str(fit.size),
                                              "compare.repeat": str(fit.repeat)})
@@ -231,8 +235,12 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
                               {"epochs": cfg["train"]["max_epochs"], "targets": out.targets,
                                **feature_params(plan, out.feature_spec.get("lines"))}, out.run_id)
                 group.append(row)
-                preds += prediction_rows(fit, ds.sample_ids, out.sample_index, out.y_true,
-                                         out.y_pred)
+                fit_preds = prediction_rows(fit, ds.sample_ids, out.sample_index, out.y_true,
+                                            out.y_pred)
+                if plan.interval is not None:
+                    conformal.attach_bounds(fit_preds, out.y_pred, out.scores, plan.interval,
+                                            out.sigma)
+                preds += fit_preds
                 progress(row)
         except BaseException:
             runs.finish(child, status="FAILED")

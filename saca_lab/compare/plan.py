@@ -20,8 +20,9 @@ from saca_lab.baselines import (
     make_baseline,
 )
 from saca_lab.compare.features import LineSetting, split_key
-from saca_lab.data.splits import Split, make_split
+from saca_lab.config import DEFAULTS
 from saca_lab.data.store import Dataset, data_root, is_dataset, open_dataset
+from saca_lab.datasets.splits import Split, make_split
 from saca_lab.errors import InputError
 
 #: Fewest samples a 70/30 split can score: 3 to train on, 2 to compute an R2 over.
@@ -53,7 +54,7 @@ def parse_sizes(text: str | list | tuple) -> list[int]:
 
 def resolve_study_dataset(spec, root: str | os.PathLike | None = None) -> Dataset:
     """A dataset directory, or a preset name (``slag``, ``carbon-steel``, ``stainless``) under the
-    data root, simulated on first use like :func:`saca_lab.data.datamodules.resolve_dataset`."""
+    data root, simulated on first use (:func:`saca_lab.datasets.resolve.resolve_dataset`)."""
     if isinstance(spec, Dataset):
         return spec
     from saca_lab.spectra.presets import PRESETS
@@ -61,9 +62,9 @@ def resolve_study_dataset(spec, root: str | os.PathLike | None = None) -> Datase
     if is_dataset(spec):
         return open_dataset(spec)
     if str(spec) in PRESETS:
-        from saca_lab.data.datamodules import resolve_dataset
+        from saca_lab.datasets.resolve import resolve_dataset
 
-        return resolve_dataset({"preset": str(spec)}, None if root is None else str(root))
+        return resolve_dataset({"preset": str(spec)}, root)
     raise InputError(f"--dataset {spec}: neither a dataset directory nor a preset "
                      f"({', '.join(PRESETS)}); data root {data_root(root)}")
 
@@ -168,17 +169,15 @@ def overrides_for(deep_overrides, name: str, deep_names) -> list[str]:
 def split_overrides(overrides) -> tuple[dict[str, dict], list[str]]:
     """``--set`` items: ``plsr.max_components=8`` go to a baseline, the rest to deep configs
     (all of them, or one with ``MODEL.key=value``; see :func:`overrides_for`)."""
-    from saca_lab.config import parse_value
+    from saca_lab.config import parse_override
 
     params: dict[str, dict] = {}
     deep = []
     for item in overrides or ():
-        key, sep, raw = str(item).partition("=")
-        head, dot, rest = key.strip().partition(".")
-        if not sep:
-            raise InputError(f"--set {item!r}: expected KEY=VALUE")
+        key, value = parse_override(item)
+        head, dot, rest = key.partition(".")
         if head in (*list_baselines(), *list_transfer_baselines()) and dot and rest:
-            params.setdefault(head, {})[rest] = parse_value(raw)
+            params.setdefault(head, {})[rest] = value
         else:
             deep.append(str(item))
     for name, p in params.items():
@@ -222,14 +221,14 @@ def check_cv(cv, ds: Dataset) -> int:
 
 
 def size_split_spec(size: int, repeat: int, seed: int) -> dict:
-    """The ``data.split`` of repeat ``repeat`` at ``size`` samples: a subset, then 70/30."""
-    return {"train": 0.7, "val": 0.0, "test": 0.3, "seed": seed + repeat, "folds": None,
-            "fold": None, "subset": int(size), "subset_seed": seed + repeat}
+    """The ``data.split`` of repeat ``repeat`` at ``size`` samples: a subset, then the config's
+    default fractions (70/30)."""
+    return {**DEFAULTS["data"]["split"], "seed": seed + repeat, "subset": int(size),
+            "subset_seed": seed + repeat}
 
 
 def fold_split_spec(cv: int, fold: int, seed: int) -> dict:
-    return {"train": 0.7, "val": 0.0, "test": 0.3, "seed": seed, "folds": int(cv),
-            "fold": int(fold), "subset": None, "subset_seed": None}
+    return {**DEFAULTS["data"]["split"], "seed": seed, "folds": int(cv), "fold": int(fold)}
 
 
 def plan_fits(model: str, ds: Dataset, sizes, cv, repeats: int, seed: int) -> list[Fit]:

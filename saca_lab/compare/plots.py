@@ -12,19 +12,10 @@ import os
 
 import numpy as np
 
-from saca_lab.io import save_figure
+from saca_lab.io import new_figure, save_figure
 
 FIG15_MODELS = ("trcsl", "pca_pls", "gll")
 FIG15_SIZES = (10, 20)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _label(model: str, dataset: str, main_dataset: str) -> str:
@@ -33,8 +24,7 @@ def _label(model: str, dataset: str, main_dataset: str) -> str:
 
 def fig14(summary: list[dict], path: str | os.PathLike, element: str, main_dataset: str):
     """R2 and RMSE vs number of samples, one line with a +-std band per model and dataset."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+    fig, axes = new_figure(1, 2, figsize=(10.5, 4.0))
     series = list(dict.fromkeys((s["model"], s["dataset"]) for s in summary))
     for i, (model, dataset) in enumerate(series):
         rows = sorted((s for s in summary if (s["model"], s["dataset"]) == (model, dataset)),
@@ -60,7 +50,6 @@ def fig14(summary: list[dict], path: str | os.PathLike, element: str, main_datas
                  fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
     return path
 
 
@@ -82,9 +71,8 @@ def fig15_selection(summary: list[dict]) -> tuple[list[tuple[str, str]], list[in
 
 def fig15(summary: list[dict], path: str | os.PathLike, element: str, main_dataset: str):
     """Bar chart of R2 (mean +- std) per model at two small sample counts."""
-    plt = _pyplot()
     chosen, sizes = fig15_selection(summary)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(chosen) * len(sizes), 3.8))
+    fig, ax = new_figure(figsize=(1.6 + 1.1 * len(chosen) * len(sizes), 3.8))
     width = 0.8 / max(1, len(chosen))
     for i, (model, dataset) in enumerate(chosen):
         means, stds = [], []
@@ -109,16 +97,14 @@ def fig15(summary: list[dict], path: str | os.PathLike, element: str, main_datas
     ax.set_title(f"{element}: small-sample comparison (mean ± std)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
     return path
 
 
 def cv_figure(predictions: list[dict], summary: list[dict], path: str | os.PathLike,
               element: str, main_dataset: str):
     """Out-of-fold predicted vs true, one panel per model (CV mode)."""
-    plt = _pyplot()
     series = list(dict.fromkeys((s["model"], s["dataset"]) for s in summary))
-    fig, axes = plt.subplots(1, len(series), figsize=(3.6 * len(series), 3.6), squeeze=False)
+    fig, axes = new_figure(1, len(series), figsize=(3.6 * len(series), 3.6), squeeze=False)
     for ax, (model, dataset) in zip(axes[0], series, strict=True):
         p = [r for r in predictions if (r["model"], r["dataset"]) == (model, dataset)]
         yt = np.array([r["y_true"] for r in p])
@@ -133,5 +119,4 @@ def cv_figure(predictions: list[dict], summary: list[dict], path: str | os.PathL
         ax.set_ylabel(f"out-of-fold predicted {element}")
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
     return path

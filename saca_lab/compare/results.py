@@ -9,26 +9,32 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import r2_score
 
 from saca_lab.io import write_rows_csv
+from saca_lab.training.reporting import r2_or_nan
 
 FIT_COLUMNS = ("model", "dataset", "element", "mode", "size", "repeat", "n_train", "n_test",
                "r2", "rmse", "fit_seconds", "params", "run_id")
 SUMMARY_COLUMNS = ("model", "dataset", "element", "mode", "size", "n_fits", "r2_mean", "r2_std",
                    "rmse_mean", "rmse_std", "pooled_r2", "pooled_rmse", "fit_seconds_mean")
 PREDICTION_COLUMNS = ("model", "dataset", "size", "repeat", "sample_id", "y_true", "y_pred")
-#: predictions.csv with ``--interval``: the CV+ bounds (empty for models without intervals)
-INTERVAL_PREDICTION_COLUMNS = PREDICTION_COLUMNS + ("y_lo", "y_hi")
-INTERVAL_COLUMNS = ("model", "dataset", "element", "size", "level", "folds", "n_fits", "n_pred",
-                    "coverage", "coverage_ci_lo", "coverage_ci_hi", "mean_width", "n_infinite")
+#: predictions.csv with ``--interval``: the conformal bounds (CV+ for baselines, split
+#: conformal for deep models; empty for models without intervals) and, for a model that
+#: predicts a standard deviation (GLL), that sigma and its own Gaussian bounds
+INTERVAL_PREDICTION_COLUMNS = PREDICTION_COLUMNS + ("y_lo", "y_hi", "y_sigma", "y_lo_sigma",
+                                                    "y_hi_sigma")
+#: ``method``: ``cv+`` (``folds`` = K), ``split`` (split conformal, ``n_calibration``
+#: calibration samples per fit) or ``gaussian`` (the model's own sigma, no guarantee)
+INTERVAL_COLUMNS = ("model", "method", "dataset", "element", "size", "level", "folds",
+                    "n_calibration", "n_fits", "n_pred", "coverage", "coverage_ci_lo",
+                    "coverage_ci_hi", "mean_width", "n_infinite")
 
 
 def scores(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
     """R2 (NaN for fewer than two test samples or a constant truth) and RMSE."""
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     rmse = float(np.sqrt(np.mean((y_true - y_pred) ** 2)))
-    r2 = float(r2_score(y_true, y_pred)) if len(y_true) > 1 and np.ptp(y_true) > 0 else math.nan
+    r2 = r2_or_nan(y_true, y_pred)
     return r2, rmse
 
 
@@ -91,21 +97,34 @@ def interval_summary(predictions: list[dict], element: str, level: float, folds:
     out = []
     for model, dataset, size in keys:
         group = [p for p in with_bounds if (p["model"], p["dataset"], p["size"]) == (model, dataset, size)]
+        method = group[0].get("interval_method", "cv+")
         scores_ = interval_scores([p["y_true"] for p in group], [p["y_lo"] for p in group],
                                   [p["y_hi"] for p in group])
-        out.append({"model": model, "dataset": dataset, "element": element, "size": size,
-                    "level": level, "folds": folds,
-                    "n_fits": len({p["repeat"] for p in group}), **scores_})
+        common = {"model": model, "dataset": dataset, "element": element, "size": size,
+                  "level": level, "n_fits": len({p["repeat"] for p in group})}
+        out.append({**common, "method": method, "folds": folds if method == "cv+" else 0,
+                    "n_calibration": _mean_calibration(group), **scores_})
+        if all("y_lo_sigma" in p for p in group):  # the model's own sigma, beside
+            own = interval_scores([p["y_true"] for p in group], [p["y_lo_sigma"] for p in group],
+                                  [p["y_hi_sigma"] for p in group])
+            out.append({**common, "method": "gaussian", "folds": 0, "n_calibration": 0, **own})
     return out
+
+
+def _mean_calibration(group: list[dict]) -> float:
+    """Calibration samples per fit of a split-conformal group (0 for CV+)."""
+    per_fit = {p["repeat"]: p.get("n_calibration", 0) for p in group}
+    return float(np.mean(list(per_fit.values())))
 
 
 def format_interval_table(rows: list[dict]) -> str:
     """Coverage (with its binomial CI) and mean width per model and size."""
-    head = (f"{'model':<18} {'size':>5} {'preds':>5}  {'coverage':>8}  {'95% CI':>15}  "
-            f"{'mean width':>10}  {'infinite':>8}")
+    head = (f"{'model':<18} {'method':<8} {'size':>5} {'preds':>5}  {'coverage':>8}  "
+            f"{'95% CI':>15}  {'mean width':>10}  {'infinite':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model']:<18} {r['size']:>5} {r['n_pred']:>5}  {r['coverage']:>8.3f}  "
+        lines.append(f"{r['model']:<18} {r.get('method', 'cv+'):<8} {r['size']:>5} "
+                     f"{r['n_pred']:>5}  {r['coverage']:>8.3f}  "
                      f"[{r['coverage_ci_lo']:.3f}, {r['coverage_ci_hi']:.3f}]  "
                      f"{r['mean_width']:>10.4g}  {r['n_infinite']:>8}")
     return "\n".join(lines)
@@ -130,7 +149,8 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
             if k in ("size", "repeat", "n_train", "n_test", "n_fits", "n_pred", "n_infinite",
                      "folds"):
                 row[k] = int(v)
-            elif k not in ("model", "dataset", "element", "mode", "params", "run_id", "sample_id"):
+            elif k not in ("model", "dataset", "element", "mode", "params", "run_id", "sample_id",
+                           "method"):
                 row[k] = float(v) if v not in ("", "nan") else math.nan
     return rows
 
@@ -148,14 +168,4 @@ def format_table(summary: list[dict]) -> str:
         if cv:
             line += f"  {s['pooled_r2']:>9.3f}"
         lines.append(line)
-    return "\n".join(lines)
-
-
-def markdown_table(summary: list[dict]) -> str:
-    """The summary as a Markdown table (R2 and RMSE as mean ± std)."""
-    lines = ["| model | dataset | samples | fits | R2 | RMSE (mass %) |", "|---|---|---:|---:|---|---|"]
-    for s in summary:
-        lines.append(f"| {s['model']} | {s['dataset']} | {s['size']} | {s['n_fits']} | "
-                     f"{s['r2_mean']:.3f} ± {s['r2_std']:.3f} | "
-                     f"{s['rmse_mean']:.4g} ± {s['rmse_std']:.2g} |")
     return "\n".join(lines)

@@ -19,19 +19,12 @@ class StudyRuns:
     def __init__(self, experiment: str, run_name: str, params: Mapping, tags: Mapping) -> None:
         self.client = tracking.client()
         self.experiment_name = experiment
-        self.experiment_id = tracking.experiment_id(experiment, self.client)
-        run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={"git_commit": tracking.git_commit(), **tags})
-        self.parent_id = run.info.run_id
-        for key, value in params.items():
-            self.client.log_param(self.parent_id, key, str(value)[:500])
+        self.parent_id = tracking.start_run(experiment, run_name, params=params, mlflow_client=self.client,
+                                            tags={"git_commit": tracking.git_commit(), **tags})
 
     def child(self, name: str, params: Mapping, tags: Mapping | None = None) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"mlflow.parentRunId": self.parent_id, **(tags or {})})
-        for key, value in params.items():
-            self.client.log_param(run.info.run_id, key, str(value)[:500])
-        return run.info.run_id
+        return tracking.start_run(self.experiment_name, name, params=params, tags=tags,
+                                  parent_run_id=self.parent_id, mlflow_client=self.client)
 
     def finish(self, run_id: str, metrics: Mapping[str, float] | None = None,
                status: str = "FINISHED") -> None:

@@ -37,6 +37,7 @@ from saca_lab.compare.results import (
 from saca_lab.compare.runs import StudyRuns
 from saca_lab.errors import InputError
 from saca_lab.models import model_info
+from saca_lab.training import conformal
 
 
 @dataclass
@@ -216,8 +217,12 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         Adds ``y_lo`` / ``y_hi`` to predictions.csv and writes intervals.csv: per model and
         size, the empirical coverage over all test predictions of all draws with its binomial
         confidence interval, the mean width, and how many intervals were infinite (too few
-        training samples for the level; counted as not covering). Deep and calibration-transfer
-        models get no interval.
+        training samples for the level; counted as not covering). Deep models get split
+        conformal intervals (:mod:`saca_lab.training.conformal`): each fit keeps
+        ``data.split.calibration`` of its training samples aside (default
+        :data:`~saca_lab.training.conformal.COMPARE_CALIBRATION`; ``--set`` changes it) and is
+        trained on the rest; a model that predicts sigma (GLL) also gets its own Gaussian
+        interval's row (``method`` ``gaussian``). Calibration-transfer models get no interval.
     """
     jobs = resolve_jobs(n_jobs)
     if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
@@ -231,6 +236,8 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
                                    transfer_dataset=transfer_dataset, data_root=data_root,
                                    source_dataset=source_dataset)
     plan.interval = None if interval is None else float(interval)
+    if plan.interval is not None:  # a bad calibration share fails before anything runs
+        calibration = {n: conformal.study_calibration(plan.deep_overrides_for(n)) for n in plan.deep}
     out = Path(out_dir) if out_dir is not None else default_out_dir(plan)
     if progress:
         for line in plan.skipped:
@@ -239,9 +246,12 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
             print(f"deep model {deep_mod.base_summary(model)}", flush=True)
         print(f"features: {feat.describe(plan)}", flush=True)
         if plan.interval is not None:
-            without = [m for m in plan.models if m in SOURCE_BASELINES or m in plan.deep]
+            without = [m for m in plan.models if m in SOURCE_BASELINES]
             print(f"intervals: CV+ at {plan.interval:g} with {DEFAULT_FOLDS} folds of training "
                   f"samples" + (f"; none for {', '.join(without)}" if without else ""), flush=True)
+            for name, share in calibration.items():
+                print(f"intervals: {name}: split conformal, {share:g} of each draw's training "
+                      "samples kept aside as calibration samples", flush=True)
     params = {"dataset": plan.dataset.path, "element": element, "models": ",".join(plan.models),
               "mode": plan.mode, "sizes": plan.sizes, "repeats": repeats, "cv": cv, "seed": seed,
               "features": feat.describe(plan), "airpls": airpls, "normalize": normalize, "n_jobs": jobs,

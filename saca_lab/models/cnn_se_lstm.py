@@ -403,7 +403,9 @@ class CNNSELSTM(nn.Module):
         Parameters
         ----------
         x : Tensor of shape (B, L), (B, 1, L), (B, H, W) or (B, 1, H, W)
-            Min-max normalised input of this model's ``input_kind``.
+            Input of this model's ``input_kind``: airPLS-corrected, min-max normalised spectra
+            (``saca_lab.datasets.features``), by default then standardised per feature by
+            :class:`~saca_lab.training.module.SpectraRegressor`.
 
         Returns
         -------

@@ -38,7 +38,8 @@ from torch import nn
 from saca_lab import typecheck
 from saca_lab.errors import InputError
 
-#: Input kinds a model can declare, with the number of spatial dimensions of each.
+#: Model input layouts, with the number of spatial dimensions of each. Defined here, the lowest
+#: layer that needs it (tests/test_layers.py); datasets/features.py builds the inputs it names.
 INPUT_KINDS: dict[str, int] = {"spectrum_1d": 1, "lines_1d": 1, "image_2d": 2}
 
 

@@ -10,11 +10,12 @@ One module per family, each following the paper it reproduces:
 * :mod:`~saca_lab.preprocessing.reshape`: 16,375 points -> 125 x 131 (TrCSL 2D input).
 * :mod:`~saca_lab.preprocessing.shots`: averaging of laser shots.
 
-Example: the TrCSL 1D input from raw spectra on a known grid::
+Example: the TrCSL 1D input from raw spectra on a known grid, in the order training applies
+the steps (:func:`saca_lab.datasets.features.transform_spectra`: baseline first, so min-max scales
+the net lines, not the background)::
 
     from sklearn.pipeline import make_pipeline
-    pipe = make_pipeline(MinMaxPerSpectrum(), AirPLS(lam=1e4, max_iter=50),
-                         LineWindows(wavelengths=grid, half_width=5))
+    pipe = make_pipeline(AirPLS(), MinMaxPerSpectrum(), LineWindows(wavelengths=grid))
 """
 
 from saca_lab.preprocessing.baseline import AirPLS, AirPLSWarning, airpls_batch

@@ -7,19 +7,17 @@ import warnings
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 
-from saca_lab.preprocessing._banded import LaneLayout, LaneWhittakerSolver
 from saca_lab.preprocessing._base import StatelessSpectraTransformer
 from saca_lab.preprocessing._validation import validate_spectra
+from saca_lab.schema import AirPLS as _AirPLSConfig
 
-# Vector lanes per block and bounds on the rows per chunk. Each numpy call in the solver's
-# loops has a fixed cost of ~0.4 us, so a call should span thousands of lanes; long chunks
-# keep the separator system small, short ones keep the loops short when spectra are few.
-_LANES = 8192
-_MIN_CHUNK, _MAX_CHUNK = 32, 128
-# pybaselines caps the iteration term of the weights there to keep exp() finite
-_MAX_EXPONENT_ITERATION = 50
+# TrCSL's settings, owned by the config schema (data.preprocessing.airpls)
+_DEFAULT = _AirPLSConfig()
+
+# Spectra per thread below which a second thread costs more than it saves
+_MIN_SPECTRA_PER_THREAD = 4
 
 
 class AirPLSWarning(UserWarning):
@@ -39,8 +37,8 @@ def _check_airpls_params(lam: float, max_iter: int, tol: float, order: int) -> N
 
 def airpls_batch(
     Y: Any,
-    lam: float = 1e4,
-    max_iter: int = 50,
+    lam: float = _DEFAULT.lam,
+    max_iter: int = _DEFAULT.max_iter,
     tol: float = 1e-3,
     order: int = 2,
     *,
@@ -70,9 +68,9 @@ def airpls_batch(
     order : int, default=2
         Order of the difference penalty.
     n_jobs : int or None, default=None
-        Worker processes (joblib) for separate blocks of spectra; ``None`` means 1 unless in
-        a :func:`joblib.parallel_config` context, ``-1`` all cores. Worth it for large batches
-        only: starting the workers costs about a second the first time.
+        Threads sharing the spectra; ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context, ``-1`` all cores. At least
+        ``_MIN_SPECTRA_PER_THREAD`` (4) spectra go to each thread.
     return_n_iter : bool, default=False
         Also return, per spectrum, the number of linear solves performed.
 
@@ -91,11 +89,13 @@ def airpls_batch(
 
     Notes
     -----
-    Spectra are solved together by a lane-vectorised banded solver (see
-    ``saca_lab.preprocessing._banded``): about twice as fast as a loop of
-    pybaselines calls, and equal to them to round-off (~1e-11 of the baseline's scale for
-    order 2; pybaselines' own two LAPACK paths differ by as much).
-    Spectra leave the active set as soon as they converge.
+    The whole batch runs in one call of a compiled kernel (numba; see
+    ``saca_lab.preprocessing._airpls_kernel``), ~4-5x faster than a loop of pybaselines calls
+    on one core (BENCHMARKS.md), and equal to them to round-off (~1e-11 of the baseline's
+    scale for order 2; pybaselines' own two LAPACK paths differ by as much). Each spectrum
+    stops iterating as soon as its own stopping rule holds, so the result of a spectrum does
+    not depend on the others in the batch. The first call in a process loads the compiled
+    kernel from numba's cache (compiling it once, a few seconds, where there is none).
 
     References
     ----------
@@ -120,25 +120,37 @@ def airpls_batch(
             else baselines.reshape(Y.shape)
         )
 
-    n_workers = max(1, min(effective_n_jobs(n_jobs), n_spectra))
-    per_worker = -(-n_spectra // n_workers)
-    chunk = int(np.clip(-(-per_worker * n_points // _LANES), _MIN_CHUNK, _MAX_CHUNK))
-    layout = LaneLayout.for_size(n_points, order, chunk=chunk)
-    block = min(max(1, _LANES // layout.p), per_worker)
-    parts = [slice(start, start + block) for start in range(0, n_spectra, block)]
-    if n_workers > 1 and len(parts) > 1:
-        # processes, not threads: the solver makes thousands of short numpy calls and the
-        # GIL hand-offs between two threads cost more than the second core gains
-        results = Parallel(n_jobs=n_workers)(
-            delayed(_airpls_blocks)(flat[part], layout, lam, max_iter, tol, block)
-            for part in _split(parts, n_workers)
-        )
-        n_early = 0
-        for part, (base, iters, early) in zip(_split(parts, n_workers), results, strict=True):
-            baselines[part], n_iter[part] = base, iters
-            n_early += early
+    # imported here: numba costs ~0.3 s to import, which commands that never run airPLS skip
+    from saca_lab.preprocessing._airpls_kernel import (
+        airpls_spectra,
+        airpls_spectra_order2,
+        difference_penalty_bands,
+    )
+
+    kernel = airpls_spectra_order2 if order == 2 else airpls_spectra
+    bands = lam * difference_penalty_bands(n_points, order)
+    flat = np.ascontiguousarray(flat)
+    # pybaselines' norm (numpy's pairwise sum), so the stopping rule compares the same numbers
+    y_l1 = np.abs(flat).sum(axis=1)
+    early = np.zeros(n_spectra, dtype=np.bool_)
+    n_workers = max(1, min(effective_n_jobs(n_jobs), n_spectra // _MIN_SPECTRA_PER_THREAD))
+    edges = np.linspace(0, n_spectra, n_workers + 1).round().astype(int)
+    parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+    def run(part: slice) -> None:
+        # fixed argument types: numba compiles (and caches) one version per type signature
+        kernel(flat[part], y_l1[part], bands, int(max_iter), float(tol), baselines[part],
+               n_iter[part], early[part])
+
+    if n_workers > 1:
+        # threads: the compiled kernel releases the GIL, and spectra are independent
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(run, parts))
     else:
-        baselines[:], n_iter[:], n_early = _airpls_blocks(flat, layout, lam, max_iter, tol, block)
+        run(parts[0])
+    n_early = int(np.count_nonzero(early))
     if n_early:
         warnings.warn(
             f"airPLS stopped early for {n_early} spectra because almost all baseline points "
@@ -150,102 +162,6 @@ def airpls_batch(
     return (baselines, n_iter.reshape(Y.shape[:-1])) if return_n_iter else baselines
 
 
-def _split(parts: list[slice], n_groups: int) -> list[slice]:
-    """Merge consecutive block slices into ``n_groups`` contiguous slices of whole blocks."""
-    groups = np.array_split(np.arange(len(parts)), n_groups)
-    return [slice(parts[g[0]].start, parts[g[-1]].stop) for g in groups if g.size]
-
-
-def _airpls_blocks(
-    Y: np.ndarray, layout: LaneLayout, lam: float, max_iter: int, tol: float, block: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """airPLS on consecutive blocks of ``block`` spectra, reusing one set of buffers.
-
-    Reuse matters: fresh multi-MB arrays cost a page fault per 4 kB on first touch, about
-    a sixth of the run time when every block allocates its own.
-    """
-    baselines = np.empty_like(Y)
-    n_iter = np.zeros(Y.shape[0], dtype=np.int64)
-    n_early = 0
-    size = min(block, Y.shape[0])
-    template = LaneWhittakerSolver(layout, lam, size)
-    shape = (layout.m + layout.k, size, layout.p)
-    buffers = {name: np.empty(shape) for name in ("y", "weights", "rhs", "below")}
-    buffers["is_below"] = np.empty(shape, dtype=bool)
-    for start in range(0, Y.shape[0], block):
-        part = slice(start, start + block)
-        n = Y[part].shape[0]
-        solver = template.view(n, share_workspace=True)
-        views = {name: buf[:, :n] for name, buf in buffers.items()}
-        baselines[part], n_iter[part], early = _airpls_block(Y[part], solver, max_iter, tol, views)
-        n_early += early
-    return baselines, n_iter, n_early
-
-
-def _airpls_block(
-    Y: np.ndarray,
-    solver: LaneWhittakerSolver,
-    max_iter: int,
-    tol: float,
-    buffers: dict[str, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """airPLS on one block of spectra held in lane layout; see :func:`airpls_batch`.
-
-    ``buffers`` holds lane-layout scratch arrays ``y``, ``weights``, ``rhs``, ``below`` and
-    ``is_below`` (bool) for the block. Returns the baselines, the number of solves per
-    spectrum and how many spectra stopped with fewer than two points below the baseline.
-    """
-    layout = solver.layout
-    n_spectra = Y.shape[0]
-    y = layout.to_lanes(Y, out=buffers["y"])
-    weights = layout.to_lanes(np.broadcast_to(1.0, Y.shape), out=buffers["weights"])
-    rhs = buffers["rhs"]
-    np.copyto(rhs, y)
-    below, is_below = buffers["below"], buffers["is_below"]
-    y_l1 = np.abs(Y).sum(axis=1)
-    active = np.arange(n_spectra)
-    baselines = np.empty_like(Y)
-    n_iter = np.zeros(n_spectra, dtype=np.int64)
-    n_early = 0
-
-    for iteration in range(1, max_iter + 2):
-        z = solver.solve(weights, rhs)
-        # minus the residual, so that points below the baseline are positive
-        np.subtract(z, y, out=below)
-        np.greater(below, 0.0, out=is_below)
-        n_below = np.count_nonzero(is_below, axis=0).sum(axis=-1)
-        below_l1 = np.maximum(below, 0.0, out=weights).sum(axis=0).sum(axis=-1)
-        early = n_below < 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            converged = below_l1 / y_l1 < tol
-        done = early | converged | (iteration == max_iter + 1)
-
-        if done.any():
-            finished = active[done]
-            baselines[finished] = layout.from_lanes(z, np.flatnonzero(done))
-            n_iter[finished] = iteration
-            n_early += int(np.count_nonzero(early))
-            keep = ~done
-            n_keep = int(np.count_nonzero(keep))
-            if n_keep == 0:
-                break
-            # move the spectra still running to the first lanes of the same buffers
-            for arr in (y, below, is_below):
-                arr[:, :n_keep] = arr[:, keep]
-            y, below, is_below = y[:, :n_keep], below[:, :n_keep], is_below[:, :n_keep]
-            weights, rhs = weights[:, :n_keep], rhs[:, :n_keep]
-            active, below_l1, y_l1 = active[keep], below_l1[keep], y_l1[keep]
-            solver = solver.view(n_keep)
-
-        scale = min(iteration, _MAX_EXPONENT_ITERATION) / below_l1
-        # the exponent is at most min(iteration, 50), so exp() cannot overflow
-        np.multiply(below, scale[None, :, None], out=weights)
-        np.exp(weights, out=weights)
-        np.multiply(weights, is_below, out=weights)
-        np.multiply(weights, y, out=rhs)
-    return baselines, n_iter, n_early
-
-
 class AirPLS(StatelessSpectraTransformer):
     """Baseline correction by adaptive iteratively reweighted penalized least squares.
 
@@ -253,8 +169,8 @@ class AirPLS(StatelessSpectraTransformer):
     (Zhang, Chen & Liang 2010), as TrCSL does before normalising its LIBS spectra
     (``lam=1e4``, 50 iterations), and returns the corrected spectra ``X - baseline`` or the
     baseline itself. Results equal ``pybaselines.Baseline(x).airpls(y, lam, diff_order=order,
-    max_iter, tol)`` to round-off; the batch is solved together, about twice as fast as a
-    loop over spectra (see :func:`airpls_batch`).
+    max_iter, tol)`` to round-off; the batch runs in one compiled call, ~4-5x faster than a
+    loop of pybaselines calls (see :func:`airpls_batch`).
 
     Parameters
     ----------
@@ -270,8 +186,8 @@ class AirPLS(StatelessSpectraTransformer):
     return_baseline : bool, default=False
         Return the baselines instead of the corrected spectra.
     n_jobs : int or None, default=None
-        Worker processes for blocks of spectra (see :func:`airpls_batch`); ``None`` means 1,
-        ``-1`` all cores.
+        Threads sharing the spectra (see :func:`airpls_batch`); ``None`` means 1, ``-1`` all
+        cores.
 
     Attributes
     ----------
@@ -315,8 +231,8 @@ class AirPLS(StatelessSpectraTransformer):
 
     def __init__(
         self,
-        lam: float = 1e4,
-        max_iter: int = 50,
+        lam: float = _DEFAULT.lam,
+        max_iter: int = _DEFAULT.max_iter,
         tol: float = 1e-3,
         order: int = 2,
         return_baseline: bool = False,

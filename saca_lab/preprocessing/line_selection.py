@@ -159,7 +159,7 @@ def strongest_lines(
     chosen: list[float] = []
     taken: list[int] = []
     for line, line_score in zip(ranked, ranked_scores, strict=True):
-        centre = int(_nearest_indices(wavelengths, np.array([line]))[0])
+        centre = int(nearest_indices(wavelengths, np.array([line]))[0])
         fits = half_width <= centre < wavelengths.size - half_width
         if line_score < matrix.floor:
             break  # ranked: every later line is weaker still
@@ -406,7 +406,7 @@ def usable_windows(
     grid = np.asarray(wavelengths, dtype=float)
     centres = np.asarray(lines, dtype=float)
     # half the local grid step around each window centre
-    tol = 0.5 * np.gradient(grid)[_nearest_indices(grid, centres)] if grid.size > 1 else np.zeros(0)
+    tol = 0.5 * np.gradient(grid)[nearest_indices(grid, centres)] if grid.size > 1 else np.zeros(0)
     usable: dict[str, list[float]] = {}
     dropped: dict[str, str] = {}
     for name in dict.fromkeys(target_element(t) for t in targets):
@@ -436,7 +436,7 @@ def usable_windows(
     return usable, dropped
 
 
-def _nearest_indices(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
+def nearest_indices(grid: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Index of the grid point nearest to each value (grid strictly increasing)."""
     right = np.clip(np.searchsorted(grid, values), 1, grid.size - 1)
     left = right - 1

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from saca_lab.preprocessing._validation import validate_spectra
 from saca_lab.preprocessing.line_selection import (
     TRCSL_LINES,
-    _nearest_indices,
+    nearest_indices,
     strongest_lines,
 )
 
@@ -134,7 +134,7 @@ default=None
         lines, elements = self._resolve_lines(grid)
         if not np.all(np.isfinite(lines)):
             raise ValueError(f"lines must be finite numbers, got {lines.tolist()}.")
-        centres = _nearest_indices(grid, lines)
+        centres = nearest_indices(grid, lines)
         outside = (lines < grid[0]) | (lines > grid[-1])
         if outside.any():
             raise ValueError(

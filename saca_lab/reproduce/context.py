@@ -18,34 +18,11 @@ from pathlib import Path
 from saca_lab import tracking
 from saca_lab.config import load_config, project_dir
 from saca_lab.reproduce.settings import Mode
+from saca_lab.training.provenance import PACKAGE_DIR, dataset_checksum, source_hash
+from saca_lab.training.result import RunResult
 
 EXPERIMENTS = project_dir("experiments")
 SWEEPS = project_dir("sweeps")
-#: The package whose sources are part of the reuse key.
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
-def source_hash(root: str | Path | None = None) -> str:
-    """SHA-256 of every ``.py`` file under the ``saca_lab`` package (paths and contents).
-
-    The package version never changes between fixes, and the git commit misses uncommitted
-    edits, so the key hashes the files themselves.
-    """
-    root = Path(root) if root is not None else PACKAGE_DIR
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
-
-
-def dataset_checksum(spec) -> str:
-    """Checksum of the manifest's file checksums of the dataset a config names (simulated first
-    if it is a preset that is not there yet, as training would)."""
-    from saca_lab.data.datamodules import resolve_dataset
-
-    ds = resolve_dataset(spec)  # the data root run_experiment resolves it under
-    return hashlib.sha256(json.dumps(ds.manifest["sha256"], sort_keys=True).encode()).hexdigest()
 
 
 def reuse_key(cfg: dict, runtime=None) -> str:
@@ -53,7 +30,8 @@ def reuse_key(cfg: dict, runtime=None) -> str:
     resolves to here), the code, the data and the simulator that generated it."""
     from saca_lab.spectra import simulate
 
-    content = {"config": cfg, "runtime": runtime, "code": source_hash(),
+    # PACKAGE_DIR read here, at call time: tests point it at a scratch package
+    content = {"config": cfg, "runtime": runtime, "code": source_hash(PACKAGE_DIR),
                "dataset": dataset_checksum(cfg["data"]["dataset"]),
                "generator_version": simulate.GENERATOR_VERSION}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -105,7 +83,7 @@ class Context:
             print(f"[{time.perf_counter() - self.started:6.0f} s] {message}", flush=True)
 
     def dataset(self, which: str):
-        from saca_lab.data.datamodules import resolve_dataset
+        from saca_lab.datasets.resolve import resolve_dataset
 
         spec = getattr(self.mode, which)
         return resolve_dataset(dict(spec) if isinstance(spec, dict) else str(spec), self.data_root)
@@ -113,7 +91,7 @@ class Context:
     def config(self, experiment: str, overrides: list[str]) -> dict:
         return load_config(EXPERIMENTS / f"{experiment}.yaml", overrides)
 
-    def train(self, experiment: str, overrides: list[str], *, figure: str) -> dict:
+    def train(self, experiment: str, overrides: list[str], *, figure: str) -> RunResult:
         """Run (or reuse) ``experiments/EXPERIMENT.yaml`` with overrides, under the figure's run.
 
         "Is there a finished run? else train it" holds a lock named by the experiment and its
@@ -124,7 +102,7 @@ class Context:
         with tracking.run_lock(name, f"another process is training {experiment} {' '.join(overrides)}"):
             return self._train(experiment, overrides, figure=figure)
 
-    def _train(self, experiment: str, overrides: list[str], *, figure: str) -> dict:
+    def _train(self, experiment: str, overrides: list[str], *, figure: str) -> RunResult:
         from saca_lab.training.run import run_experiment
 
         # One experiment for every training run, so figures share runs (Fig. 11 reuses Fig. 12's
@@ -139,7 +117,7 @@ class Context:
         runtime = resolve_training(cfg["train"], model_info(cfg["model"]["name"]).input_kind)
         key = reuse_key(cfg, runtime)
         if self.reuse and (found := self._finished_run(cfg["tracking"]["experiment"], key)):
-            self.log(f"{figure}: reusing run {found['run_id'][:8]} ({cfg['name']})")
+            self.log(f"{figure}: reusing run {found.run_id[:8]} ({cfg['name']})")
             return found
         from saca_lab.training.resume import resumable_run
 
@@ -155,7 +133,9 @@ class Context:
                                     "reproduce_figure": figure,
                                     "reproduce_figure_run": self.parent_run_id or ""})
 
-    def _finished_run(self, experiment: str, key: str) -> dict | None:
+    def _finished_run(self, experiment: str, key: str) -> RunResult | None:
+        """The newest finished run tagged with reuse ``key``, as a :class:`RunResult` with its
+        logged metrics (no checkpoint or predictions on this machine), or None."""
         client = tracking.client()
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
@@ -169,6 +149,6 @@ class Context:
         metrics = run.data.metrics
         targets = [k[len("test_sample_rmse_"):] for k in metrics
                    if k.startswith("test_sample_rmse_") and not k.endswith("_mean")]
-        return {"run_id": run.info.run_id, "reused": True, "targets": targets,
-                "test_sample": {k: v for k, v in metrics.items() if k.startswith("test_sample_")},
-                "test": {k: v for k, v in metrics.items() if k.startswith("test_")}}
+        return RunResult(run_id=run.info.run_id, reused=True, targets=targets,
+                         test_sample={k: v for k, v in metrics.items() if k.startswith("test_sample_")},
+                         test={k: v for k, v in metrics.items() if k.startswith("test_")})

@@ -11,6 +11,7 @@ from saca_lab.io import copy_file
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
 from saca_lab.reproduce.figs_training import pretrain
+from saca_lab.training.result import RunResult
 
 ELEMENT = "Mn"
 
@@ -19,7 +20,7 @@ def _paths(ctx: Context) -> tuple[str, str]:
     return str(ctx.dataset("slag").path), str(ctx.dataset("carbon_steel").path)
 
 
-def _trcsl_transfer(ctx: Context) -> tuple[str, dict]:
+def _trcsl_transfer(ctx: Context) -> tuple[str, RunResult]:
     """The TrCSL model of this mode pre-trained on slag (Fig. 12's run, reused)."""
     pre = pretrain(ctx, "trcsl", ctx.mode.seeds[0], "fig14")
     return ctx.mode.model("trcsl"), pre
@@ -50,7 +51,7 @@ def fig14(ctx: Context) -> FigureResult:
     out = ctx.out_dir / "compare-fig14"
     result = run_compare(slag, ELEMENT, f"{m.compare_models},{trcsl}", sizes=m.compare_sizes,
                          repeats=m.compare_repeats, seed=0, out_dir=out,
-                         overrides=[*pso, *_deep_common(ctx), f"{trcsl}.transfer.from={pre['run_id']}"],
+                         overrides=[*pso, *_deep_common(ctx), f"{trcsl}.transfer.from={pre.run_id}"],
                          transfer_dataset=steel, progress=ctx.progress, epochs=m.finetune_epochs,
                          experiment="reproduce-fig14-compare")
     copy_file(result.paths["fig14"], ctx.out_dir / "fig14.png")
@@ -107,7 +108,7 @@ def fig15(ctx: Context) -> FigureResult:
     gll = "gll" if m.dims == "1d" else "gll_spectrum"
     result = run_compare(steel, ELEMENT, f"pca_pls,{gll},{trcsl}", sizes=m.deep_sizes,
                          repeats=m.deep_repeats, seed=0, out_dir=ctx.out_dir / "compare-fig15",
-                         overrides=[*_deep_common(ctx), f"{trcsl}.transfer.from={pre['run_id']}",
+                         overrides=[*_deep_common(ctx), f"{trcsl}.transfer.from={pre.run_id}",
                                     f"{trcsl}.train.max_epochs={m.finetune_epochs}",
                                     f"{gll}.train.max_epochs={m.gll_epochs}"],
                          transfer_dataset=steel, progress=ctx.progress,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from saca_lab.io import save_figure
+from saca_lab.config import DEFAULTS
+from saca_lab.io import new_figure, save_figure
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
 
@@ -24,32 +25,29 @@ def fig8(ctx: Context) -> FigureResult:
     from saca_lab.plots import mean_spectra
     from saca_lab.preprocessing import airpls_batch
 
+    airpls = DEFAULTS["data"]["preprocessing"]["airpls"]
     lifted = []
     for ds in (slag, steel):
         raw = mean_spectra(ds, 5)
-        base = airpls_batch(raw, lam=1e4, max_iter=50)
+        base = airpls_batch(raw, **airpls)
         lifted.append(float(np.mean(base.sum(axis=1) / np.maximum(raw.sum(axis=1), 1e-12))))
     res.rows.append(Row("Fig. 8", "share of the raw signal that airPLS removes (slag, steel)",
                         "large background in slag, less in steel", f"{fmt(lifted[0])}, {fmt(lifted[1])}",
                         "agrees" if lifted[0] > lifted[1] else "differs",
-                        "qualitative figure; airPLS lambda 1e4, 50 iterations"))
+                        f"qualitative figure; airPLS lambda {airpls['lam']:g}, "
+                        f"{airpls['max_iter']} iterations"))
     return res
 
 
 def fig13(ctx: Context) -> FigureResult:
     """RSD over shots of the eight characteristic lines of carbon-steel sample no. 1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from saca_lab.spectra.lines import line_rsd
 
     res = FigureResult("fig13", "TrCSL Fig. 13: RSD of eight lines, sample no. 1")
     ds = ctx.dataset("carbon_steel")
     shots = np.asarray(ds.spectra[0], dtype=np.float64)
     rsd = {f"{el} {nm:.3f}": 100 * line_rsd(ds.wavelengths, shots, nm) for el, nm in FIG13_LINES}
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = new_figure(figsize=(7, 3.5))
     colors = {"Cr": "tab:blue", "Cu": "tab:orange", "Mn": "tab:green", "C": "tab:gray"}
     ax.bar(range(len(rsd)), list(rsd.values()), color=[colors[k.split()[0]] for k in rsd])
     ax.set_xticks(range(len(rsd)), list(rsd), rotation=35, ha="right", fontsize=8)

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from saca_lab.io import save_figure
+from saca_lab.io import new_figure, save_figure
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
+from saca_lab.training.result import RunResult
 
 ELEMENTS = ("C", "Cu", "Mn", "Cr")  # Fig. 12 panels (a)-(d)
 MN_FIRST = ("Mn", "Cr", "Cu", "C")  # the paper's emphasis, and the order of the tables
@@ -16,9 +17,8 @@ ABLATIONS = ("trcnn", "trcnn_se", "trcnn_lstm", "trcsl")
 LABELS = {"trcnn": "TrCNN", "trcnn_se": "TrCNN-SE", "trcnn_lstm": "TrCNN-LSTM", "trcsl": "TrCSL"}
 
 
-def _common(ctx: Context, which: str, seed: int, epochs: int, dims: str | None = None) -> list[str]:
-    """Overrides shared by the TrCSL runs. ``dims`` (default: the mode's; the transfer study
-    asks for ``1d`` in every mode) no longer changes them: precision is ``auto`` in both."""
+def trcsl_overrides(ctx: Context, which: str, seed: int, epochs: int) -> list[str]:
+    """Overrides shared by the TrCSL runs: the mode's ``which`` dataset, shots, epochs, seed."""
     m = ctx.mode
     out = [f"data.dataset={json.dumps(getattr(m, which))}", f"data.shots={m.shots}",
            f"train.max_epochs={epochs}", f"seed={seed}", f"data.split.seed={seed}",
@@ -28,27 +28,27 @@ def _common(ctx: Context, which: str, seed: int, epochs: int, dims: str | None =
     return out
 
 
-def pretrain(ctx: Context, model: str, seed: int, figure: str, extra: tuple[str, ...] = ()) -> dict:
+def pretrain(ctx: Context, model: str, seed: int, figure: str, extra: tuple[str, ...] = ()) -> RunResult:
     """Pre-train ``model`` (this mode's 1D or 2D form) on slag (TrCSL Sec. 2.3)."""
     m = ctx.mode
     return ctx.train(f"{m.model(model)}_pretrain_slag",
-                     [*_common(ctx, "slag", seed, m.pretrain_epochs), *extra], figure=figure)
+                     [*trcsl_overrides(ctx, "slag", seed, m.pretrain_epochs), *extra], figure=figure)
 
 
 def transfer_pair(ctx: Context, model: str, seed: int, figure: str,
-                  extra: tuple[str, ...] = ()) -> tuple[dict, dict]:
+                  extra: tuple[str, ...] = ()) -> tuple[RunResult, RunResult]:
     """Pre-train ``model`` on slag, then fine-tune its head on carbon steel (TrCSL Sec. 2.4)."""
     m = ctx.mode
     pre = pretrain(ctx, model, seed, figure, extra)
     model = m.model(model)
     fine = ctx.train(f"{model}_finetune_carbon_steel",
-                     [*_common(ctx, "carbon_steel", seed, m.finetune_epochs), *extra,
-                      f"transfer.from={pre['run_id']}"], figure=figure)
+                     [*trcsl_overrides(ctx, "carbon_steel", seed, m.finetune_epochs), *extra,
+                      f"transfer.from={pre.run_id}"], figure=figure)
     return pre, fine
 
 
-def r2(result: dict, element: str) -> float:
-    return float(result["test_sample"].get(f"test_sample_r2_{element}", float("nan")))
+def r2(result: RunResult, element: str) -> float:
+    return float(result.test_sample.get(f"test_sample_r2_{element}", float("nan")))
 
 
 def _grouped_bars(ax, values: dict[str, list[float]], labels: list[str]) -> None:
@@ -67,11 +67,6 @@ def _order(means: dict[str, float]) -> str:
 def fig12(ctx: Context) -> FigureResult:
     """Ablation: TrCNN, TrCNN-SE, TrCNN-LSTM, TrCSL on the carbon-steel test set, and the same
     networks on the slag test split before transfer, so a reader sees which step sets the order."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     res = FigureResult("fig12", f"TrCSL Fig. 12: ablation on carbon steel ({ctx.mode.dims} models, "
                                 "per-sample test R2), and on slag before transfer")
     scores = {mdl: {el: [] for el in ELEMENTS} for mdl in ABLATIONS}
@@ -83,7 +78,7 @@ def fig12(ctx: Context) -> FigureResult:
                 scores[mdl][el].append(r2(fine, el))
                 slag[mdl][el].append(r2(pre, el))
     names = [LABELS[k] for k in ABLATIONS]
-    fig, axes = plt.subplots(2, 4, figsize=(13, 6.4), sharey=False)
+    fig, axes = new_figure(2, 4, figsize=(13, 6.4), sharey=False)
     for row, (data, where) in enumerate(((scores, "carbon steel, after transfer"),
                                          (slag, "slag, before transfer"))):
         for ax, el in zip(axes[row], ELEMENTS, strict=True):
@@ -96,7 +91,6 @@ def fig12(ctx: Context) -> FigureResult:
             ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     fig.tight_layout()
     res.images.append(save_figure(fig, ctx.out_dir / "fig12.png"))
-    plt.close(fig)
     mn = {k: float(np.nanmean(scores[k]["Mn"])) for k in ABLATIONS}
     n_seeds = len(ctx.mode.seeds)
     for k in ABLATIONS:
@@ -142,11 +136,6 @@ def fig12(ctx: Context) -> FigureResult:
 def fig11(ctx: Context) -> FigureResult:
     """TrCSL with and without airPLS baseline correction (carbon steel after transfer), per
     element, Mn first as in the paper, over the mode's seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from saca_lab.reproduce.transfer_stats import paired_difference
 
     elements = MN_FIRST
@@ -159,7 +148,7 @@ def fig11(ctx: Context) -> FigureResult:
             for el in elements:
                 scores[name][el].append(r2(fine, el))
     n_seeds = len(ctx.mode.seeds)
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = new_figure(figsize=(6, 3.4))
     width = 0.38
     for i, name in enumerate(variants):
         values = [scores[name][el] for el in elements]
@@ -172,7 +161,6 @@ def fig11(ctx: Context) -> FigureResult:
     ax.legend(fontsize=8)
     fig.tight_layout()
     res.images.append(save_figure(fig, ctx.out_dir / "fig11.png"))
-    plt.close(fig)
     for el in elements:
         # paired by seed: the same split with and without correction
         diff = paired_difference(scores["with"][el], scores["without"][el])

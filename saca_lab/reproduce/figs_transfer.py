@@ -36,11 +36,12 @@ from pathlib import Path
 import numpy as np
 
 from saca_lab.errors import InputError
-from saca_lab.io import save_figure, write_rows_csv
+from saca_lab.io import new_figure, save_figure, write_rows_csv
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
-from saca_lab.reproduce.figs_training import MN_FIRST, _common, r2
+from saca_lab.reproduce.figs_training import MN_FIRST, r2, trcsl_overrides
 from saca_lab.reproduce.transfer_stats import MODELS, PAIRS, Draw, plan_draws, summarize
+from saca_lab.training.result import RunResult
 
 MODEL_1D = "trcsl_1d"
 LABELS = {"head": "(a) TrCSL transfer, head", "all": "(b) TrCSL transfer, all layers",
@@ -57,8 +58,8 @@ SUMMARY_COLUMNS = ("size", "element", "model", "other", "n", "mean", "std", "ci_
 
 def _feature_spec(run_id: str) -> dict:
     """The input of the pre-trained network (windows, airPLS, min-max), from its checkpoint."""
+    from saca_lab.tracking import resolve_checkpoint
     from saca_lab.training.checkpoint import load_checkpoint
-    from saca_lab.training.run import resolve_checkpoint
 
     ckpt = load_checkpoint(resolve_checkpoint(run_id))
     spec = ckpt["hyper_parameters"]["feature_spec"]
@@ -76,18 +77,18 @@ def _feature_overrides(spec: dict) -> list[str]:
             f"data.preprocessing.minmax={json.dumps(bool(spec['minmax']))}"]
 
 
-def _deep_runs(ctx: Context, draw: Draw, pre: dict, spec: dict) -> dict[str, tuple[dict, float]]:
+def _deep_runs(ctx: Context, draw: Draw, pre: RunResult, spec: dict) -> dict[str, tuple[RunResult, float]]:
     """Models (a), (b), (c) and (f) on one draw: run result and seconds (0 when reused)."""
     m = ctx.mode
     base = [f"data.dataset={json.dumps(m.carbon_steel)}", f"data.shots={m.shots}",
             f"data.split={json.dumps(draw.spec)}", f"seed={draw.spec['seed']}",
             "tracking.log_model=false"]
-    targets = f"data.targets={json.dumps(list(pre['targets']))}"
+    targets = f"data.targets={json.dumps(list(pre.targets))}"
     features = _feature_overrides(spec)
     finetune = f"{MODEL_1D}_finetune_carbon_steel"
     jobs = {
-        "head": (finetune, [f"train.max_epochs={m.finetune_epochs}", f"transfer.from={pre['run_id']}"]),
-        "all": (finetune, [f"train.max_epochs={m.finetune_epochs}", f"transfer.from={pre['run_id']}",
+        "head": (finetune, [f"train.max_epochs={m.finetune_epochs}", f"transfer.from={pre.run_id}"]),
+        "all": (finetune, [f"train.max_epochs={m.finetune_epochs}", f"transfer.from={pre.run_id}",
                            "transfer.unfreeze_at_epoch=0",
                            f"transfer.unfreeze_lr={m.transfer_unfreeze_lr}"]),
         "scratch": (finetune, ["transfer=null", f"train.max_epochs={m.transfer_scratch_epochs}",
@@ -99,17 +100,18 @@ def _deep_runs(ctx: Context, draw: Draw, pre: dict, spec: dict) -> dict[str, tup
         name = f"name=transfer-{model}-n{draw.size}-d{draw.repeat}"
         start = time.perf_counter()
         result = ctx.train(experiment, [*base, *extra, name], figure="transfer")
-        out[model] = (result, 0.0 if result.get("reused") else time.perf_counter() - start)
+        out[model] = (result, 0.0 if result.reused else time.perf_counter() - start)
     return out
 
 
 def _baseline_scores(ds, spec: dict, draw: Draw, elements) -> dict[tuple[str, str], tuple[float, float, float]]:
     """PLSR and PCA-PLS on one draw, one element at a time: (R2, RMSE, seconds)."""
-    from sklearn.metrics import mean_squared_error, r2_score
+    from sklearn.metrics import mean_squared_error
     from threadpoolctl import threadpool_limits
 
     from saca_lab.baselines import make_baseline
-    from saca_lab.data.features import FeatureSpec, dataset_features
+    from saca_lab.datasets.features import FeatureSpec, dataset_features
+    from saca_lab.training.reporting import r2_or_nan
 
     x = np.asarray(dataset_features(ds, FeatureSpec.from_dict(spec), "average")[:, 0], dtype=np.float64)
     y = ds.target_matrix(list(elements))
@@ -123,7 +125,7 @@ def _baseline_scores(ds, spec: dict, draw: Draw, elements) -> dict[tuple[str, st
                 start = time.perf_counter()
                 est = make_baseline(name).fit(x[train], y[train, j])
                 pred = est.predict(x[test])
-                out[(name, el)] = (float(r2_score(y[test, j], pred)),
+                out[(name, el)] = (r2_or_nan(y[test, j], pred),
                                    float(np.sqrt(mean_squared_error(y[test, j], pred))),
                                    time.perf_counter() - start)
     return out
@@ -156,13 +158,8 @@ def _diff_verdict(d: dict) -> str:
 def plot(fits: list[dict], summary: list[dict], sizes, elements, path: Path, label: str) -> Path:
     """Bars (mean +- std over draws, a dot per draw) per element and size; the last column the
     paired R2 differences of Mn (or the first element), (a) minus (c) and (a) minus (d)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ncol = len(elements) + 1
-    fig, axes = plt.subplots(len(sizes), ncol, figsize=(3.3 * ncol, 3.6 * len(sizes)), squeeze=False)
+    fig, axes = new_figure(len(sizes), ncol, figsize=(3.3 * ncol, 3.6 * len(sizes)), squeeze=False)
     x = np.arange(len(MODELS))
     for i, size in enumerate(sizes):
         for ax, el in zip(axes[i], elements, strict=False):
@@ -201,7 +198,6 @@ def plot(fits: list[dict], summary: list[dict], sizes, elements, path: Path, lab
     fig.suptitle(f"Transfer study on {label}: same draws for every model", fontsize=10)
     fig.tight_layout()
     out = save_figure(fig, path)
-    plt.close(fig)
     return out
 
 
@@ -218,9 +214,9 @@ def transfer(ctx: Context) -> FigureResult:
     draws, notes = plan_draws(ds.shape[0], m.transfer_sizes, m.transfer_repeats)
     sizes = list(dict.fromkeys(d.size for d in draws))
     pre = ctx.train(f"{MODEL_1D}_pretrain_slag",
-                    _common(ctx, "slag", m.seeds[0], m.pretrain_epochs, dims="1d"), figure="transfer")
-    spec = _feature_spec(pre["run_id"])
-    targets = list(pre["targets"])
+                    trcsl_overrides(ctx, "slag", m.seeds[0], m.pretrain_epochs), figure="transfer")
+    spec = _feature_spec(pre.run_id)
+    targets = list(pre.targets)
     elements = [el for el in MN_FIRST if el in targets and el in ds.targets]
     missing = [el for el in PRETRAIN_ELEMENTS if el not in elements]
     if not elements:
@@ -237,9 +233,9 @@ def transfer(ctx: Context) -> FigureResult:
         for mdl, (result, sec) in _deep_runs(ctx, draw, pre, spec).items():
             seconds[mdl].append(sec)
             for el in elements:
-                rmse = float(result["test_sample"].get(f"test_sample_rmse_{el}", float("nan")))
+                rmse = float(result.test_sample.get(f"test_sample_rmse_{el}", float("nan")))
                 fits.append({**common, "model": mdl, "element": el, "r2": r2(result, el),
-                             "rmse": rmse, "seconds": sec, "run_id": result["run_id"]})
+                             "rmse": rmse, "seconds": sec, "run_id": result.run_id})
         base = _baseline_scores(ds, spec, draw, elements)
         for (mdl, el), (score, rmse, sec) in base.items():
             fits.append({**common, "model": mdl, "element": el, "r2": score, "rmse": rmse,
@@ -319,11 +315,11 @@ def _text(m, summary, sizes, elements, seconds, elapsed, notes, missing, pre, n_
     lines = [f"Carbon-steel dataset `{m.carbon_steel}`; {n_draws} draws "
              f"({m.transfer_repeats} per size); draws and splits as `saca-lab compare` "
              "(`data.split.subset`, `subset_seed` = `seed` = draw index). Pre-training: run "
-             f"`{pre['run_id']}` ({MODEL_1D} on `{m.slag}`, {m.pretrain_epochs} epochs"
-             f"{', reused' if pre.get('reused') else ''}). Epochs fixed in advance: (a), (b) "
+             f"`{pre.run_id}` ({MODEL_1D} on `{m.slag}`, {m.pretrain_epochs} epochs"
+             f"{', reused' if pre.reused else ''}). Epochs fixed in advance: (a), (b) "
              f"{m.finetune_epochs}; (b) features at lr {m.transfer_unfreeze_lr}, head at the "
              f"experiment's lr; (c) {m.transfer_scratch_epochs}; (f) {m.gll_epochs}. Deep models "
-             f"fit {', '.join(pre['targets'])} jointly on groups of {m.shots} shots; PLSR and "
+             f"fit {', '.join(pre.targets)} jointly on groups of {m.shots} shots; PLSR and "
              "PCA-PLS one element at a time on sample means; all on the pre-training's line "
              "windows. 1D models in every mode (the 2D network has no line-window input).", ""]
     if notes:

@@ -1,10 +1,8 @@
-"""What the papers report, with where they report it. Only the "paper" column of the report
-comes from here; every "ours" number is computed by the run that writes the report."""
+"""What the papers report, with where they report it: TrCSL (Ma et al., JAAS 2025, 40, 1810) and
+SACA (the stainless-steel OES DCNN). Only the "paper" column of the report comes from here;
+every "ours" number is computed by the run that writes the report."""
 
 from __future__ import annotations
-
-TRCSL = "Ma et al., JAAS 2025, 40, 1810 (TrCSL)"
-SACA = "SACA (stainless OES DCNN)"
 
 #: Fig. 12, Mn R2 on the carbon-steel test set (Sec. 3.3): TrCNN 0.7370, +0.1921 with SE,
 #: +0.1745 with LSTM, +0.2471 with both.

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import math
 import os
 import platform
@@ -94,7 +93,7 @@ class Plan:
 
     def build_mode(self) -> Mode:
         base = MODES[self.mode]
-        items = [f"{k}={json.dumps(v)}" for k, v in self.set.items() if v != _plain(getattr(base, k))]
+        items = [(k, v) for k, v in self.set.items() if v != _plain(getattr(base, k))]
         return get_mode(self.mode, items)  # named after the base mode when nothing differs
 
     def as_dict(self) -> dict:

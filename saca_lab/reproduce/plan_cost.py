@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from saca_lab.config import DEFAULTS
+
 #: Timed steps per model (after one warm-up step): at least PROBE_STEPS, more while under
 #: PROBE_SECONDS in all (cheap models: a steadier median on a busy machine), at most PROBE_MAX_STEPS.
 PROBE_STEPS = 3
@@ -49,8 +51,8 @@ AIRPLS_PROBE_SPECTRA = 8
 FIGURE_OVERHEAD_S = 2.0
 #: Batch sizes of the experiment files (trcsl*: 32, saca_stainless: 16, compare_gll: 16).
 BATCH = {"trcsl": 32, "saca": 16, "gll": 16}
-#: Train fraction of every split here (7:3 or 70/15/15 by sample).
-TRAIN_FRACTION = 0.7
+#: Train fraction of every split here (7:3 or 70/15/15 by sample): the config's default.
+TRAIN_FRACTION = DEFAULTS["data"]["split"]["train"]
 
 
 def probe_models(mode) -> dict[str, tuple[str, int]]:
@@ -126,6 +128,8 @@ def measure_airpls(n: int = AIRPLS_PROBE_SPECTRA) -> float:
     rng = np.random.default_rng(0)
     grid = np.linspace(0.0, 1.0, 16375)
     y = 1 + grid[None, :] ** 2 + np.abs(rng.normal(0, 0.05, (n, grid.size)))
+    # the first call loads (or compiles) the numba kernel, once per process: not per spectrum
+    airpls_batch(y[:1])
     t0 = time.perf_counter()
     airpls_batch(y)
     return round((time.perf_counter() - t0) / n, 5)
@@ -142,14 +146,12 @@ def dataset_size(spec, data_root: str | None = None) -> Size:
     """Samples and shots of a mode's dataset spec (a preset mapping or a dataset folder), and
     whether it is on disk already (a preset's cache folder, as ``resolve_dataset`` names it)."""
     from saca_lab.data import store
+    from saca_lab.datasets.resolve import preset_folder
     from saca_lab.spectra.presets import get_preset
 
     if isinstance(spec, Mapping):
         preset = get_preset(spec["preset"])
-        name = spec.get("path") or "-".join(
-            [spec["preset"]] + [f"{k}{spec[k]}" for k in ("samples", "shots", "seed")
-                                if spec.get(k) is not None])
-        cached = store.is_dataset(store.data_root(data_root) / name)
+        cached = store.is_dataset(store.data_root(data_root) / preset_folder(spec))
         return Size(int(spec.get("samples") or preset.n_samples),
                     int(spec.get("shots") or preset.n_shots), cached)
     ds = store.open_dataset(spec)

@@ -66,15 +66,13 @@ def _log_figure(ctx: Context, res: FigureResult, run_id: str) -> None:
 
 
 def run_figure(ctx: Context, name: str, fn: FigureFn) -> FigureResult:
-    client = tracking.client()
-    exp_name = f"reproduce-{name}"
-    exp_id = tracking.experiment_id(exp_name, client)
     from saca_lab.training.ownership import owner_tags
 
-    run = client.create_run(exp_id, run_name=f"{name}-{ctx.mode.name}",
-                            tags={"reproduce_mode": ctx.mode.name, "git_commit": tracking.git_commit(),
-                                  **owner_tags()})  # a killed reproduction's run is marked FAILED later
-    ctx.parent_run_id = run.info.run_id
+    client = tracking.client()
+    run_id = tracking.start_run(f"reproduce-{name}", f"{name}-{ctx.mode.name}", mlflow_client=client,
+                                tags={"reproduce_mode": ctx.mode.name, "git_commit": tracking.git_commit(),
+                                      **owner_tags()})  # a killed reproduction's run is marked FAILED later
+    ctx.parent_run_id = run_id
     t0 = time.perf_counter()
     ctx.log(f"{name}: start")
     try:
@@ -82,13 +80,13 @@ def run_figure(ctx: Context, name: str, fn: FigureFn) -> FigureResult:
     except Exception as exc:  # one figure's failure is reported, not fatal to the others
         res = FigureResult(name, name, text="```\n" + traceback.format_exc(limit=6) + "```")
         res.rows.append(Row(name, "figure", "-", f"failed: {type(exc).__name__}: {exc}"[:300], "failed"))
-        client.set_terminated(run.info.run_id, "FAILED")
+        client.set_terminated(run_id, "FAILED")
         ctx.log(f"{name}: FAILED ({type(exc).__name__}: {exc})")
     res.seconds = time.perf_counter() - t0
-    res.run_id = run.info.run_id
+    res.run_id = run_id
     if not any(r.verdict == "failed" for r in res.rows):
-        _log_figure(ctx, res, run.info.run_id)
-        client.set_terminated(run.info.run_id, "FINISHED")
+        _log_figure(ctx, res, run_id)
+        client.set_terminated(run_id, "FINISHED")
         ctx.log(f"{name}: done in {res.seconds:.0f} s")
     return res
 

@@ -27,6 +27,8 @@ import numpy as np
 
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
+from saca_lab.training.reporting import r2_or_nan
+from saca_lab.training.result import RunResult
 
 #: Mass % at and above which an element counts as present (a typical spark-OES limit for
 #: rare earths in steel is 0.001-0.01 %; the upper end is used).
@@ -54,10 +56,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, limit: float = DETECTION_LIMI
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     precision, recall = precision_recall(y_true, y_pred, limit)
     sse = ((y_true - y_pred) ** 2).sum(axis=0)
-    ss = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r2 = np.where(ss > 0, 1 - sse / np.where(ss > 0, ss, 1.0), np.nan)
-    return {"precision": precision, "recall": recall, "r2": r2,
+    return {"precision": precision, "recall": recall, "r2": r2_or_nan(y_true, y_pred),
             "rmse": np.sqrt(sse / len(y_true))}
 
 
@@ -91,7 +90,7 @@ def test_items(ds, test: np.ndarray, shots) -> np.ndarray:
     are noisier, and after the per-pixel standardisation their quiet pixels carry about
     sqrt(k) times the noise the network saw.
     """
-    from saca_lab.data.features import reduce_shots
+    from saca_lab.datasets.features import reduce_shots
 
     return reduce_shots(np.asarray(ds.spectra[np.asarray(test)], dtype=np.float64), shots)
 
@@ -107,7 +106,7 @@ def references(ds, names, split, spec, shots) -> dict[str, np.ndarray]:
     network: PLSR sees the network's features (``spec``, e.g. min-max) with the shots reduced
     as in training (``shots``), and its predictions of a test sample's items are averaged as
     the network's are."""
-    from saca_lab.data.features import reduce_shots, transform_spectra
+    from saca_lab.datasets.features import reduce_shots, transform_spectra
 
     y = ds.target_matrix(names)
     train = np.asarray(split.train)
@@ -137,7 +136,7 @@ def _shots(ctx: Context):
     return shots if isinstance(shots, str) else min(int(shots), ctx.dataset("stainless").shape[1])
 
 
-def _train(ctx: Context, seed: int = 0) -> dict:
+def _train(ctx: Context, seed: int = 0) -> RunResult:
     m = ctx.mode
     return ctx.train("saca_stainless", [f"data.dataset={json.dumps(m.stainless)}",
                                         f"model.name={m.saca_model}",
@@ -149,13 +148,13 @@ def _train(ctx: Context, seed: int = 0) -> dict:
 
 def _seed_scores(ctx: Context, seed: int) -> dict:
     """Network, constant and PLSR scores on the test samples of split ``seed``."""
-    from saca_lab.data.features import FeatureSpec
-    from saca_lab.data.splits import make_split
+    from saca_lab.datasets.features import FeatureSpec
+    from saca_lab.datasets.splits import make_split
+    from saca_lab.tracking import resolve_checkpoint
     from saca_lab.training.predictor import Predictor
-    from saca_lab.training.run import resolve_checkpoint
 
     run = _train(ctx, seed)
-    predictor = Predictor(resolve_checkpoint(run["run_id"]))
+    predictor = Predictor(resolve_checkpoint(run.run_id))
     ds = ctx.dataset("stainless")
     cfg = ctx.config("saca_stainless", [f"data.shots={json.dumps(_shots(ctx))}", f"data.split.seed={int(seed)}"])
     split = make_split(ds.shape[0], cfg["data"]["split"])
@@ -164,7 +163,7 @@ def _seed_scores(ctx: Context, seed: int) -> dict:
     names = predictor.target_names
     truth = ds.target_matrix(names)[split.test]
     refs = references(ds, names, split, FeatureSpec.from_dict(predictor.module.hparams.feature_spec), shots)
-    return {"run_id": run["run_id"], "names": names, "n_test": len(split.test), "shots": shots,
+    return {"run_id": run.run_id, "names": names, "n_test": len(split.test), "shots": shots,
             "present": (truth >= DETECTION_LIMIT).sum(axis=0),
             "net": scores(truth, pred), "constant": scores(truth, refs["constant"]),
             "plsr": scores(truth, refs["plsr"])}
@@ -225,10 +224,10 @@ def saca_speed(ctx: Context) -> FigureResult:
     """End-to-end seconds per sample: read a spectrum file, preprocess, predict, write the result."""
     from saca_lab.io import write_two_column_csv
     from saca_lab.predict import predict_to_csv
-    from saca_lab.training.run import resolve_checkpoint
+    from saca_lab.tracking import resolve_checkpoint
 
     res = FigureResult("saca_speed", "SACA speed claim: seconds per sample")
-    ckpt = resolve_checkpoint(_train(ctx)["run_id"])
+    ckpt = resolve_checkpoint(_train(ctx).run_id)
     ds = ctx.dataset("stainless")
     n = min(ctx.mode.speed_samples, ds.shape[0])
     with tempfile.TemporaryDirectory() as tmp:

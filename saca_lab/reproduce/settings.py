@@ -6,10 +6,11 @@ what "quick" left out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from saca_lab.config import parse_value
+from saca_lab.config import Override, parse_override
 from saca_lab.errors import InputError
 from saca_lab.typecheck import check_field
 
@@ -50,6 +51,7 @@ class Mode:
     deep_repeats : int
         Random subsets per deep size.
     gll_epochs : int
+        Epochs of GLL (trained from scratch) in Fig. 15 and the transfer study.
     transfer_sizes, transfer_repeats : str, int
         The transfer study (``transfer``): carbon-steel sample counts and random 7:3 draws by
         sample per count; every model of the study is fitted on the same draws.
@@ -149,23 +151,80 @@ QUICK = Mode(
 MODES = {"quick": QUICK, "full": FULL}
 
 
-def get_mode(name: str, overrides: Sequence[str] = ()) -> Mode:
+def get_mode(name: str, overrides: Sequence[Override] = ()) -> Mode:
     """A named mode with ``FIELD=VALUE`` changes (values are YAML: ``3``, ``"10,20"``,
-    ``{preset: slag, samples: 40}``, or a dataset directory for the dataset fields)."""
+    ``{preset: slag, samples: 40}``, or a dataset directory for the dataset fields), or
+    ``(FIELD, value)`` pairs of typed values (a plan file's ``set``)."""
     if name not in MODES:
         raise InputError(f"unknown mode {name!r}; choose from {sorted(MODES)}")
     mode = MODES[name]
     names = {f.name for f in fields(Mode)} - {"name"}
     changes = {}
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or key not in names:
-            raise InputError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
-        value = parse_value(raw)
+        key, value = parse_override(item) if isinstance(item, str) else item
+        if key not in names:
+            raise InputError(f"--set {key!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
         if isinstance(getattr(mode, key), tuple) and isinstance(value, list):
             value = tuple(value)
         changes[key] = check_field(Mode, key, value, f"--set {key}")  # the field's annotated type
     if changes.get("dims", mode.dims) not in ("1d", "2d"):
         raise InputError(f"--set dims={changes['dims']!r}: expected 1d or 2d")
     return replace(mode, name=f"{name}-custom", **changes) if changes else mode
+
+
+def _field_docs() -> dict[str, str]:
+    """Each field's description in :class:`Mode`'s Attributes section."""
+    lines = (Mode.__doc__ or "").split("Attributes\n    ----------\n", 1)[-1].splitlines()
+    docs, names, text = {}, [], []
+
+    def flush() -> None:
+        for name in names:
+            docs[name] = re.sub(r":\w+:`", "`", " ".join(text).replace("``", "`"))
+
+    for line in lines:
+        if line.startswith("    ") and not line.startswith("        ") and " : " in line:
+            flush()
+            names, text = [n.strip() for n in line.split(" : ")[0].split(",")], []
+        elif line.startswith("        "):
+            text.append(line.strip())
+    flush()
+    return docs
+
+
+def _markdown_value(value) -> str:
+    """A mode value as the YAML that ``--set FIELD=VALUE`` accepts."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_markdown_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_markdown_value(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def quick_mode_markdown() -> str:
+    """The README's table of what ``--quick`` changes: every :class:`Mode` field in which
+    ``QUICK`` differs from ``FULL``, with both values and the field's description.
+
+    Returns
+    -------
+    str
+        Markdown, one table row per differing field; the README's quick-mode block holds exactly
+        this text (``tests/test_readme.py`` checks it).
+    """
+    docs = _field_docs()
+    rows = ["| field | `--quick` | full mode | what it sets |", "|---|---|---|---|"]
+    for f in fields(Mode):
+        quick, full = getattr(QUICK, f.name), getattr(FULL, f.name)
+        if f.name != "name" and quick != full:
+            rows.append(f"| `{f.name}` | `{_markdown_value(quick)}` | `{_markdown_value(full)}` "
+                        f"| {docs.get(f.name, '')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m saca_lab.reproduce.settings --markdown")
+    sys.stdout.write(quick_mode_markdown())

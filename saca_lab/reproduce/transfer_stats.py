@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from saca_lab.data.splits import Split, make_split
+from saca_lab.datasets.splits import Split, make_split
 from saca_lab.errors import InputError
 
 #: The six models of the study, (a)-(f), in report order.

@@ -105,14 +105,6 @@ class NuisanceLevels:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def scaled(self, factor: float) -> NuisanceLevels:
-        """Every amplitude times ``factor`` (the session size unchanged)."""
-        return dataclasses.replace(self, **{f.name: getattr(self, f.name) * factor
-                                            for f in dataclasses.fields(self)
-                                            if f.name != "session_size"})
-
-
-NONE = NuisanceLevels()
 
 #: Ranges of each level as we read the LIBS literature for laboratory LIBS of pressed slag
 #: pellets and polished steels (low, high, basis). They bound the calibration search.

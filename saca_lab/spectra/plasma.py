@@ -70,7 +70,7 @@ def _add_missing_levels(levels_csv) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def _database():
+def line_database():
     import libskit
 
     # The bundled default lacks most Fe, Cr and Ni lines; the extended set has every NIST line.
@@ -121,7 +121,7 @@ def emission(composition_pct: Mapping[str, float], state: PlasmaState,
     """
     import libskit
 
-    _database()
+    line_database()
     model = libskit.LTEModel(_fractions(composition_pct), float(state.temperature),
                              float(state.electron_density), float(state.length))
     parts = []
@@ -144,7 +144,7 @@ def element_shares(composition_pct: Mapping[str, float], state: PlasmaState,
     import libskit
     from scipy.ndimage import gaussian_filter1d
 
-    _database()
+    line_database()
     fractions = _fractions(composition_pct)
     elements = sorted(fractions)
     model = libskit.LTEModel(fractions, float(state.temperature), float(state.electron_density),

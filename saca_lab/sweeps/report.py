@@ -18,7 +18,7 @@ import numpy as np
 
 from saca_lab import tracking
 from saca_lab.errors import InputError
-from saca_lab.io import atomic_path, save_figure
+from saca_lab.io import atomic_path, new_figure, save_figure
 from saca_lab.sweeps.spec import HEARTBEAT, short_name
 from saca_lab.sweeps.storage import DEFAULT_STORAGE, check_url, open_storage, redact
 
@@ -111,9 +111,6 @@ def plot_params(rows: list[dict], metrics: list[str], series: str | None, path: 
     (mean and spread over repeats) for discrete parameters, a scatter for continuous ones."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = [r for r in rows if r["state"] == "COMPLETE"]
     varying = _varying(rows)
     if not done or not varying:
@@ -126,10 +123,10 @@ def plot_params(rows: list[dict], metrics: list[str], series: str | None, path: 
     panels = [(metric, x) for metric in metrics for x in xs]  # a row per metric, wrapped at 4
     ncols = min(len(xs), MAX_COLUMNS)
     nrows = math.ceil(len(panels) / ncols) if len(xs) > MAX_COLUMNS else len(metrics)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = new_figure(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, (metric, x) in enumerate(panels):
         ax = axes.flat[k]
         levels = sorted({r["params"][x] for r in done if x in r["params"]}, key=_sort_key)
@@ -166,23 +163,17 @@ def plot_params(rows: list[dict], metrics: list[str], series: str | None, path: 
             ax.legend(title=short_name(series), fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
     return path
 
 
 def plot_history(study, metric: str, path: Path) -> Path | None:
     """Objective per trial with the best so far, and every trial's per-epoch curve (pruned
     trials stop early)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     trials = study.get_trials(deepcopy=False)
     if not trials:
         return None
     maximize = study.direction.name == "MAXIMIZE"
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax1, ax2) = new_figure(1, 2, figsize=(11, 3.8))
     done = [t for t in trials if t.state.name == "COMPLETE"]
     if done:
         vals = [t.value for t in done]
@@ -212,7 +203,6 @@ def plot_history(study, metric: str, path: Path) -> Path | None:
         ax2.set_ylim(bottom=min(lo, max(values) - 1e-3), top=max(values) + 0.05 * (max(values) - lo + 1e-9))
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
     return path
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from saca_lab import tracking
-from saca_lab.config import check_overrides
+from saca_lab.config import check_overrides, parse_override
 from saca_lab.errors import InputError
 from saca_lab.sweeps.spec import SweepSpec, check_configs, load_sweep, short_name
 from saca_lab.sweeps.storage import (
@@ -92,8 +92,8 @@ class TrialRecorder(pl.Callback):
     def on_fit_start(self, trainer, pl_module) -> None:
         logger = trainer.logger
         self.trial.set_user_attr("mlflow_run_id", logger.run_id)
-        for key, value in self.params.items():
-            logger.experiment.log_param(logger.run_id, f"sweep.{key}", str(value)[:500])
+        tracking.log_params(logger.run_id, {f"sweep.{k}": v for k, v in self.params.items()},
+                            logger.experiment)
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
@@ -176,9 +176,9 @@ class Worker:
         params = {path: p.suggest(trial) for path, p in self.spec.space.items()}
         trial.set_user_attr("worker", worker_id())
         self._end_dead_run(trial)
-        cfg = self.spec.trial_config(params, self.overrides)
-        cfg["tracking"]["experiment"] = self.experiment
-        cfg["tracking"]["run_name"] = f"{self.study.study_name}-{trial.number:04d}"
+        cfg = self.spec.trial_config(params, [
+            *self.overrides, ("tracking.experiment", self.experiment),
+            ("tracking.run_name", f"{self.study.study_name}-{trial.number:04d}")])
         recorder = TrialRecorder(trial, params)
         callbacks = [recorder, pruning_callback(trial, self.spec.metric)]
         tags = {"optuna.study": self.study.study_name, "optuna.trial": str(trial.number),
@@ -200,12 +200,12 @@ class Worker:
             self._end_run(trial, getattr(exc, "run_id", None), "FAIL", recorder, start, exc)
             raise
         value = recorder.last.get(self.spec.metric, math.nan)
-        trial.set_user_attr("metrics", {**recorder.last, **result["test"], **result["test_sample"]})
+        trial.set_user_attr("metrics", {**recorder.last, **result.test, **result.test_sample})
         if not math.isfinite(value):
             error = RuntimeError(f"{self.spec.metric} was {value} after the last epoch")
-            self._end_run(trial, result["run_id"], "FAIL", recorder, start, error)
+            self._end_run(trial, result.run_id, "FAIL", recorder, start, error)
             raise error
-        self._end_run(trial, result["run_id"], "COMPLETE", recorder, start)
+        self._end_run(trial, result.run_id, "COMPLETE", recorder, start)
         return value
 
     def _end_run(self, trial, run_id, state, recorder, start, error=None) -> None:
@@ -277,17 +277,14 @@ def _init_study(study, spec: SweepSpec, overrides: Sequence[str], url: str, fing
     """Create the MLflow parent run and record what every worker must share."""
     client = tracking.client()
     exp_name = f"sweep-{study.study_name}"
-    exp_id = tracking.experiment_id(exp_name, client)
-    parent = client.create_run(exp_id, run_name=study.study_name, tags={
-        "optuna.study": study.study_name, "optuna.storage": redact(url), "sweep": spec.name,
-        "sweep_file": str(spec.path), "mlflow.note.content": spec.description})
     params = {"sampler": spec.sampler, "pruner": spec.pruner, "objective": spec.metric,
               "direction": spec.direction, "base": spec.base, "set": spec.set,
               "overrides": list(overrides), "space": list(spec.space)}
-    for key, value in params.items():
-        client.log_param(parent.info.run_id, key, str(value)[:500])
-    client.log_artifact(parent.info.run_id, str(spec.path))
-    for key, value in {"mlflow_parent_run_id": parent.info.run_id, "mlflow_experiment": exp_name,
+    parent_id = tracking.start_run(exp_name, study.study_name, params=params, mlflow_client=client, tags={
+        "optuna.study": study.study_name, "optuna.storage": redact(url), "sweep": spec.name,
+        "sweep_file": str(spec.path), "mlflow.note.content": spec.description})
+    client.log_artifact(parent_id, str(spec.path))
+    for key, value in {"mlflow_parent_run_id": parent_id, "mlflow_experiment": exp_name,
                        "fingerprint": fingerprint, "sweep_file": str(spec.path),
                        "objective": spec.metric, "overrides": list(overrides),
                        "series": spec.report["series"], "report_metrics": spec.report["metrics"],
@@ -367,7 +364,7 @@ def run_sweep(path: str | Path, n_trials: int | None = None, storage: str | None
     spec = load_sweep(path)
     overrides = list(overrides)
     for item in overrides:
-        key = item.partition("=")[0].strip()
+        key, _ = parse_override(item)
         if key in spec.space:
             raise InputError(f"--set {item!r}: {key} is a searched parameter of {spec.path.name}")
     if overrides:

@@ -49,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from saca_lab.config import DEFAULTS, load_config, load_yaml
+from saca_lab.config import DEFAULTS, Override, load_config, load_yaml, read_experiment
 from saca_lab.errors import InputError
 
 FIELDS = ("description", "base", "set", "space", "sampler", "pruner", "objective", "n_trials",
@@ -132,32 +132,23 @@ class SweepSpec:
 
     def fingerprint(self, overrides: Sequence[str] = ()) -> str:
         """What decides a trial's result; a study refuses workers whose fingerprint differs.
-        Experiment files count by content, so checkouts at different paths agree."""
+        Experiment files count by what they set (their ``base:`` files merged in), so
+        checkouts at different paths, and edits of comments, agree."""
         choices = self.space[EXPERIMENT].choices if EXPERIMENT in self.space else ()
         files = [f for f in [self.base] if f] + [_resolve_yaml(c, self.path, EXPERIMENT) for c in choices]
-        content = {"files": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files],
+        content = {"files": [read_experiment(f) for f in files],
                    "set": self.set, "overrides": list(overrides),
                    "space": {k: vars(p) for k, p in sorted(self.space.items())},
                    "metric": self.metric, "direction": self.direction}
         return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def trial_config(self, params: Mapping[str, Any], overrides: Sequence[str] = ()) -> dict:
+    def trial_config(self, params: Mapping[str, Any], overrides: Sequence[Override] = ()) -> dict:
         """The resolved experiment config of one trial: base + ``set`` + ``--set`` + params."""
         base = _resolve_yaml(params[EXPERIMENT], self.path, f"space.{EXPERIMENT}") \
             if EXPERIMENT in params else self.base
-        items = [f"{k}={_yaml_text(v)}" for k, v in self.set.items()]
-        items += list(overrides)
-        items += [f"{k}={_yaml_text(v)}" for k, v in params.items() if k != EXPERIMENT]
+        items: list[Override] = [*self.set.items(), *overrides]
+        items += [(k, v) for k, v in params.items() if k != EXPERIMENT]
         return load_config(base, items)
-
-
-def _yaml_text(value: Any) -> str:
-    """A value as the YAML text ``--set`` parses back to the same value (floats keep a dot)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30).strip()
-    text = text.removesuffix("...").strip()
-    if yaml.safe_load(text) != value:
-        raise InputError(f"cannot express {value!r} as a --set value")
-    return text
 
 
 def _resolve_yaml(value: Any, sweep_path: Path, where: str) -> Path:

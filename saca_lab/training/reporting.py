@@ -5,9 +5,36 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import mean_absolute_error, mean_squared_error
 
-from saca_lab.io import save_figure
+from saca_lab.io import new_figure, save_figure
+
+
+def r2_or_nan(y_true, y_pred):
+    """Coefficient of determination, NaN where it is undefined.
+
+    Undefined means fewer than two rows or a constant truth: sklearn's ``r2_score`` then returns
+    0 or 1 by convention, which a table would show as a score.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like
+        1D (one target) or 2D (rows x targets).
+
+    Returns
+    -------
+    float or numpy.ndarray
+        A float for 1D input, one value per column for 2D input.
+    """
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if len(y_true) < 2:
+        r2 = np.full(y_true.shape[1:], np.nan)
+    else:
+        sse = ((y_true - y_pred) ** 2).sum(axis=0)
+        ss = ((y_true - y_true.mean(axis=0)) ** 2).sum(axis=0)
+        defined = np.ptp(y_true, axis=0) > 0
+        r2 = np.where(defined, 1 - sse / np.where(defined, ss, 1.0), np.nan)
+    return float(r2) if r2.ndim == 0 else r2
 
 
 def sample_means(values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,22 +53,18 @@ def per_sample_metrics(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, name
     for j, name in enumerate(names):
         out[f"test_sample_rmse_{name}"] = float(np.sqrt(mean_squared_error(yt[:, j], yp[:, j])))
         out[f"test_sample_mae_{name}"] = float(mean_absolute_error(yt[:, j], yp[:, j]))
-        if len(yt) > 1 and np.ptp(yt[:, j]) > 0:
-            out[f"test_sample_r2_{name}"] = float(r2_score(yt[:, j], yp[:, j]))
+        r2 = r2_or_nan(yt[:, j], yp[:, j])
+        if not np.isnan(r2):
+            out[f"test_sample_r2_{name}"] = r2
     return out
 
 
 def plot_pred_vs_true(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, names,
                       path: str | os.PathLike, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(names)
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = new_figure(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
     _, yt = sample_means(y, groups)
     _, yp = sample_means(pred, groups)
     for j, name in enumerate(names):
@@ -50,7 +73,7 @@ def plot_pred_vs_true(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, names
         ax.scatter(yt[:, j], yp[:, j], s=30, edgecolor="k", label="sample mean")
         lo, hi = float(min(y[:, j].min(), pred[:, j].min())), float(max(y[:, j].max(), pred[:, j].max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-        r2 = r2_score(yt[:, j], yp[:, j]) if len(yt) > 1 and np.ptp(yt[:, j]) > 0 else float("nan")
+        r2 = r2_or_nan(yt[:, j], yp[:, j])
         ax.set_title(f"{name}: R2 (samples) {r2:.3f}", fontsize=9)
         ax.set_xlabel("true (mass %)")
         ax.set_ylabel("predicted (mass %)")
@@ -60,4 +83,3 @@ def plot_pred_vs_true(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, names
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)

@@ -81,7 +81,7 @@ def _sha256_file(path: str | os.PathLike) -> str:
 def _code_hash() -> str:
     """The hash of the ``saca_lab`` sources as this process first read them: the code it runs,
     even if the files are edited while it trains."""
-    from saca_lab.reproduce.context import source_hash
+    from saca_lab.training.provenance import source_hash
 
     return source_hash()
 
@@ -95,8 +95,8 @@ def run_key(cfg: dict, runtime: Any, dataset_path: str | os.PathLike,
     resolved to (``runtime``) and, for a fine-tune, the checksum of the source checkpoint
     (``transfer.from: experiment:NAME`` names whichever run is newest).
     """
-    from saca_lab.reproduce.context import dataset_checksum
     from saca_lab.spectra.simulate import GENERATOR_VERSION
+    from saca_lab.training.provenance import dataset_checksum
 
     config = {"config": cfg, "runtime": runtime,
               "transfer_source": _sha256_file(transfer_source) if transfer_source else None}

@@ -1,18 +1,23 @@
-"""Run one experiment: data -> model -> Lightning fit/test -> everything logged to MLflow.
+"""Run one experiment in three steps: build -> fit -> evaluate, everything logged to MLflow.
 
-Every run logs its resolved config, dataset manifest hash, git commit, per-epoch and final
-per-element metrics (per spectrum and per sample), a predicted-vs-true plot, the checkpoint, and
-a pyfunc model that predicts from raw spectra.
+:func:`build_run` makes the data module, the model and the callbacks (nothing touches MLflow
+yet), :func:`fit` opens the MLflow run and trains, and
+:func:`~saca_lab.training.evaluate.evaluate` predicts the test set once and logs from those
+predictions; :func:`run_experiment` chains them and returns a
+:class:`~saca_lab.training.result.RunResult`. Every run logs its resolved config, dataset
+manifest hash, git commit, per-epoch and final per-element metrics (per spectrum and per
+sample), a predicted-vs-true plot, the checkpoint, and a pyfunc model that predicts from raw
+spectra.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -21,17 +26,18 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from saca_lab import tracking
-from saca_lab.config import DEFAULTS, dump_config, flatten
-from saca_lab.data.datamodules import SpectraDataModule
-from saca_lab.data.splits import make_split
+from saca_lab.config import DEFAULTS
+from saca_lab.datasets.datamodules import SpectraDataModule
+from saca_lab.datasets.splits import make_split
 from saca_lab.errors import InputError
 from saca_lab.models import model_info
 from saca_lab.preprocessing.line_selection import TRCSL_LINES
 from saca_lab.runtime import resolve_strategy, resolve_training
 from saca_lab.training import resume as resuming
 from saca_lab.training.checkpoint import load_checkpoint
+from saca_lab.training.evaluate import evaluate
 from saca_lab.training.module import SpectraRegressor
-from saca_lab.training.reporting import per_sample_metrics, plot_pred_vs_true
+from saca_lab.training.result import RunResult
 from saca_lab.training.spawn import trainer_strategy
 from saca_lab.training.transfer import (
     CacheFrozenFeatures,
@@ -43,38 +49,6 @@ from saca_lab.training.transfer import (
     target_windows,
     window_targets,
 )
-
-
-def latest_run(experiment: str) -> str:
-    """Id of the newest finished run of an MLflow experiment."""
-    client = tracking.client()
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
-                              order_by=["attributes.start_time DESC"], max_results=1) if exp else []
-    if not runs:
-        raise InputError(f"no finished run in MLflow experiment {experiment!r} "
-                         f"({tracking.tracking_uri()}); train it first")
-    return runs[0].info.run_id
-
-
-def resolve_checkpoint(source: str) -> str:
-    """A checkpoint path from a path, an MLflow run id, ``runs:/RUN_ID`` or ``experiment:NAME``
-    (the newest finished run of that experiment)."""
-    if Path(source).is_file():
-        return str(source)
-    import mlflow
-
-    if source.startswith("experiment:"):
-        source = latest_run(source[len("experiment:"):])
-    run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else source
-    client = tracking.client()
-    try:
-        client.get_run(run_id)
-    except mlflow.exceptions.MlflowException:
-        raise InputError(f"{source!r} is neither a checkpoint file nor an MLflow run id "
-                         f"in {tracking.tracking_uri()}") from None
-    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/model.ckpt",
-                                               tracking_uri=tracking.tracking_uri())
 
 
 def build_datamodule(cfg: dict, input_kind: str, feature_spec: dict | None = None) -> SpectraDataModule:
@@ -134,10 +108,37 @@ def _model_config(cfg: dict, dm: SpectraDataModule) -> dict:
     return overrides
 
 
+@dataclass
+class RunSetup:
+    """What :func:`build_run` prepares before the MLflow run is touched, for :func:`fit` and
+    :func:`~saca_lab.training.evaluate.evaluate`."""
+
+    cfg: dict
+    dm: SpectraDataModule
+    module: SpectraRegressor
+    callbacks: list             # the fit's, the caller's among them
+    extra_callbacks: list       # the caller's alone: the test pass runs them too
+    checkpoints: ModelCheckpoint
+    workdir: Path               # the run's checkpoints on this machine
+    key: dict[str, str]         # reuse key tags (training/resume.py)
+    precision: str
+    channels_last: bool
+    transfer: dict | None
+    reinitialised: list[str]    # transfer: layers re-initialised instead of loaded
+    resume: str | None          # the MLflow run continued, if any
+    resume_ckpt: str | None
+    logger: resuming.RunLogger | None = None  # set by fit once the run exists
+
+    @property
+    def has_val(self) -> bool:
+        return len(self.dm.split.val) > 0
+
+
 def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None = None,
                    parent_run_id: str | None = None, tags: dict | None = None,
-                   resume: str | None = None) -> dict:
-    """Train and test one configuration; return run id, final metrics and checkpoint path.
+                   resume: str | None = None) -> RunResult:
+    """Train and test one configuration: :func:`build_run`, :func:`fit`, then
+    :func:`~saca_lab.training.evaluate.evaluate` (the test set predicted once).
 
     ``callbacks`` are added to the Trainer's (e.g. Optuna pruning); ``parent_run_id`` nests the
     MLflow run under a parent (a sweep or a comparison study); ``tags`` are set on the run. An
@@ -146,13 +147,42 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
     same run; refused (InputError) if its reuse key differs (see
     :mod:`saca_lab.training.resume`). The run stays RUNNING until everything is logged.
     """
+    setup = build_run(cfg, callbacks=callbacks, resume=resume)
+    try:
+        trainer = fit(setup, progress=progress, parent_run_id=parent_run_id, tags=tags)
+        if trainer.world_size > 1 and not trainer.is_global_zero:
+            # ``ddp``: a re-run of the command for a rank > 0; rank 0 tests, logs and reports,
+            # and its folder holds the checkpoint
+            shutil.rmtree(setup.workdir, ignore_errors=True)
+            # leave the group as rank 0 does before its test pass: gloo's threads torn down
+            # at interpreter exit can abort the process (see training/spawn.py)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+            return RunResult(run_id=None, rank=trainer.global_rank)
+        result = evaluate(setup, trainer, progress=progress)
+        resuming.finish(result.run_id, setup.logger.experiment)
+        return result
+    except BaseException as exc:
+        # whatever fails between reopening or creating the run and finishing it (set-up, fit,
+        # test, the final checkpoint, logging) ends the run FAILED, never left RUNNING
+        run_id = getattr(setup.logger, "_run_id", None) or resume
+        _end_failed(run_id)
+        if getattr(exc, "run_id", None) is None and run_id:
+            exc.run_id = run_id  # callers (sweeps) end it as they see fit
+        raise
+
+
+def build_run(cfg: dict, *, callbacks: list | None = None, resume: str | None = None) -> RunSetup:
+    """Seed, resolve the transfer source, and build the data module, the model, the callbacks
+    and the run's checkpoint folder; a ``resume`` run is checked (its reuse key) and its last
+    checkpoint fetched. Nothing is written to MLflow."""
     checkpoint_every = resuming.check_every(cfg["train"]["checkpoint_every"])
     if cfg["train"]["early_stopping"]:
         require_validation(cfg, "train.early_stopping (it monitors val_loss)")
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     info = model_info(cfg["model"]["name"])
     transfer = cfg.get("transfer") or None
-    source_ckpt = resolve_checkpoint(str(transfer["from"])) if transfer else None
+    source_ckpt = tracking.resolve_checkpoint(str(transfer["from"])) if transfer else None
     source_hp = load_checkpoint(source_ckpt)["hyper_parameters"] if source_ckpt else None
     if source_hp and source_hp["model_name"] != cfg["model"]["name"]:
         raise InputError(f"transfer: checkpoint is a {source_hp['model_name']!r} model, "
@@ -180,9 +210,11 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
                               std.tolist(), dm.feature_spec.to_dict(), dm.ds.wavelengths.tolist(),
                               lr=t["lr"], lr_step=t["lr_step"], lr_gamma=t["lr_gamma"],
                               lr_schedule=t["lr_schedule"],
-                              weight_decay=t["weight_decay"], channels_last=channels_last,
+                              weight_decay=t["weight_decay"], optimizer=t["optimizer"],
+                              channels_last=channels_last,
                               freeze_features=bool(transfer), input_mean=in_mean, input_std=in_std)
-    callbacks = list(callbacks or [])
+    extra = list(callbacks or [])
+    callbacks = list(extra)
     reinitialised = []
     if transfer:
         reinit_output = not output_layer_matches(dm.target_names, source_hp["target_names"])
@@ -211,58 +243,45 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
         callbacks.append(resuming.ResumeCheckpoint(checkpoint_every, workdir, best=ckpt_cb))
     if t["early_stopping"]:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", **t["early_stopping"]))
-    logger = None
-    try:
-        if resume:
-            resuming.reopen(resume)
-        # created here, race-safely: Lightning's get-or-create fails when another process wins
-        tracking.experiment_id(cfg["tracking"]["experiment"])
-        logger = resuming.RunLogger(experiment_name=cfg["tracking"]["experiment"], run_id=resume,
-                                    run_name=cfg["tracking"]["run_name"] or cfg["name"],
-                                    tracking_uri=tracking.tracking_uri(), log_model=False,
-                                    artifact_location=tracking.artifact_location(),
-                                    tags={**(tags or {}), **key, **resuming.owner_tags(), "precision": precision,
-                                          "channels_last": str(channels_last).lower(),
-                                          **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
-        strategy = resolve_strategy(t["strategy"], t["devices"], t["accelerator"])
-        trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
-                             strategy=trainer_strategy(strategy), sync_batchnorm=_sync_batchnorm(t, strategy),
-                             precision=precision, logger=logger, callbacks=callbacks,
-                             deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
-                             fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
-                             num_sanity_val_steps=0, enable_model_summary=progress,
-                             limit_val_batches=None if has_val else 0, plugins=[resuming.SafeCheckpointIO()])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            if trainer.world_size > 1:
-                _ = logger.run_id  # the run exists before the ranks start, so rank 0 logs into it
-            try:
-                trainer.fit(module, dm, ckpt_path=resume_ckpt, weights_only=True)
-            except BaseException as exc:
-                exc.run_id = logger.run_id
-                raise
-            if trainer.world_size > 1:
-                if not trainer.is_global_zero:  # ``ddp``: a re-run of the command, for rank > 0
-                    shutil.rmtree(workdir, ignore_errors=True)  # rank 0's folder holds the checkpoint
-                    return {"run_id": None, "rank": trainer.global_rank}
-                trainer = _single_device_tester(trainer, t, precision, logger, progress)
-            best = ckpt_cb.best_model_path if (has_val and ckpt_cb.best_model_path) else None
-            test_metrics = trainer.test(module, dm, ckpt_path=best, verbose=False, weights_only=True)[0]
-        final_ckpt = workdir / "model.ckpt"
-        trainer.save_checkpoint(final_ckpt)
-        run_id = logger.run_id
-        result = _log_run(cfg, logger, module, dm, final_ckpt, test_metrics, reinitialised, transfer)
-        resuming.finish(run_id, logger.experiment)
-        result.update(run_id=run_id, checkpoint=str(final_ckpt))
-        return result
-    except BaseException as exc:
-        # whatever fails between reopening or creating the run and finishing it (set-up, fit,
-        # test, the final checkpoint, logging) ends the run FAILED, never left RUNNING
-        run_id = getattr(logger, "_run_id", None) or resume
-        _end_failed(run_id)
-        if getattr(exc, "run_id", None) is None and run_id:
-            exc.run_id = run_id  # callers (sweeps) end it as they see fit
-        raise
+    return RunSetup(cfg, dm, module, callbacks, extra, ckpt_cb, workdir, key, precision, channels_last,
+                    transfer, reinitialised, resume, resume_ckpt)
+
+
+def fit(setup: RunSetup, *, progress: bool = True, parent_run_id: str | None = None,
+        tags: dict | None = None) -> pl.Trainer:
+    """Open the MLflow run (a new one, or ``setup.resume`` reopened) and fit the model; return
+    the Trainer. An exception raised by the fit carries the run id as ``exc.run_id``."""
+    cfg, t = setup.cfg, setup.cfg["train"]
+    if setup.resume:
+        resuming.reopen(setup.resume)
+    # created here, race-safely: Lightning's get-or-create fails when another process wins
+    tracking.experiment_id(cfg["tracking"]["experiment"])
+    logger = setup.logger = resuming.RunLogger(
+        experiment_name=cfg["tracking"]["experiment"], run_id=setup.resume,
+        run_name=cfg["tracking"]["run_name"] or cfg["name"], tracking_uri=tracking.tracking_uri(),
+        log_model=False, artifact_location=tracking.artifact_location(),
+        tags={**(tags or {}), **setup.key, **resuming.owner_tags(), "precision": setup.precision,
+              "channels_last": str(setup.channels_last).lower(),
+              **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})})
+    strategy = resolve_strategy(t["strategy"], t["devices"], t["accelerator"])
+    trainer = pl.Trainer(max_epochs=t["max_epochs"], accelerator=t["accelerator"], devices=t["devices"],
+                         strategy=trainer_strategy(strategy), sync_batchnorm=_sync_batchnorm(t, strategy),
+                         precision=setup.precision, logger=logger, callbacks=setup.callbacks,
+                         deterministic=True, enable_progress_bar=progress, log_every_n_steps=1,
+                         fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
+                         num_sanity_val_steps=0, enable_model_summary=progress,
+                         limit_val_batches=None if setup.has_val else 0,
+                         plugins=[resuming.SafeCheckpointIO()])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        if trainer.world_size > 1:
+            _ = logger.run_id  # the run exists before the ranks start, so rank 0 logs into it
+        try:
+            trainer.fit(setup.module, setup.dm, ckpt_path=setup.resume_ckpt, weights_only=True)
+        except BaseException as exc:
+            exc.run_id = logger.run_id
+            raise
+    return trainer
 
 
 def _ddp_child() -> bool:
@@ -286,64 +305,3 @@ def _sync_batchnorm(train: dict, strategy: str) -> bool:
     multi = strategy not in ("auto", "single_device")
     accelerator = str(train["accelerator"])
     return multi and accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-
-
-def _single_device_tester(trainer: pl.Trainer, train: dict, precision: str, logger,
-                          progress: bool) -> pl.Trainer:
-    """A one-device Trainer for the test after a multi-process fit.
-
-    Testing under DDP would shard the test samples over the ranks, pad the shards with
-    repeated items (DistributedSampler) and log from every rank; here the test runs once, in
-    this process (rank 0), on every test item. Under ``ddp`` (the command re-run per rank) the
-    other ranks have returned, so the process group is taken down first: torchmetrics would
-    otherwise wait for them to sync.
-    """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    root = trainer.strategy.root_device
-    devices = [root.index] if root.type == "cuda" else 1
-    return pl.Trainer(accelerator=train["accelerator"], devices=devices, precision=precision,
-                      logger=logger, deterministic=True, enable_progress_bar=progress,
-                      enable_model_summary=False, enable_checkpointing=False,
-                      plugins=[trainer.strategy.checkpoint_io])
-
-
-def _log_run(cfg, logger, module, dm, ckpt, test_metrics, reinitialised, transfer) -> dict:
-    import mlflow
-
-    client, run_id = logger.experiment, logger.run_id
-    x, y, groups = dm._part(dm.split.test)
-    module.eval()
-    with torch.no_grad():
-        pred = torch.cat([module(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)]).numpy()
-    sample_metrics = per_sample_metrics(y, pred, groups, dm.target_names)
-    for key, value in sample_metrics.items():
-        client.log_metric(run_id, key, value)
-    tags = {"dataset_manifest_sha256": dm.ds.manifest["sha256"]["spectra.npy"],
-            "dataset_path": str(dm.ds.path), "git_commit": tracking.git_commit(),
-            "model": cfg["model"]["name"], "transfer_from": str(transfer["from"]) if transfer else "",
-            "reinitialised_head": ",".join(reinitialised)}
-    for k, v in tags.items():
-        client.set_tag(run_id, k, v)
-    for k, v in flatten(cfg).items():
-        client.log_param(run_id, f"cfg.{k}", str(v)[:500])
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "config.yaml").write_text(dump_config(cfg))
-        (tmp / "split.json").write_text(json.dumps({k: [dm.ds.sample_ids[i] for i in v]
-                                                    for k, v in dm.split.as_dict().items()}, indent=1))
-        plot_pred_vs_true(y, pred, groups, dm.target_names, tmp / "pred_vs_true.png",
-                          title=f"{cfg['name']}: test set")
-        for name in ("config.yaml", "split.json", "pred_vs_true.png"):
-            client.log_artifact(run_id, str(tmp / name))
-    client.log_artifact(run_id, str(ckpt), artifact_path="checkpoints")
-    if cfg["tracking"]["log_model"]:
-        from saca_lab.training.predictor import log_pyfunc
-
-        mlflow.set_tracking_uri(tracking.tracking_uri())
-        with mlflow.start_run(run_id=run_id):
-            log_pyfunc(ckpt)
-    return {"test": {k: float(v) for k, v in test_metrics.items()}, "test_sample": sample_metrics,
-            "targets": dm.target_names}

@@ -10,13 +10,13 @@ import numpy as np
 
 from saca_lab.chemistry import validate_composition
 from saca_lab.data.readers._parse import (
-    _check_compositions,
-    _column_strings,
-    _err,
-    _find_id_column,
-    _load_one_header_csv,
-    _parse_numeric,
-    _select_labels,
+    check_compositions,
+    column_strings,
+    err,
+    find_id_column,
+    load_one_header_csv,
+    parse_numeric,
+    select_labels,
 )
 from saca_lab.data.table import SpectralTable
 from saca_lab.errors import InputError
@@ -31,19 +31,19 @@ class _Labels:
     values: np.ndarray  # (n_rows, n_names)
 
 
-def _read_labels_csv(path: Path) -> _Labels:
+def read_labels_csv(path: Path) -> _Labels:
     """A labels CSV: a ``sample_id`` column plus one column per element or oxide (mass %)."""
-    ct, names, header_line = _load_one_header_csv(path)
-    id_col = _find_id_column(names, range(len(names)))
+    ct, names, header_line = load_one_header_csv(path)
+    id_col = find_id_column(names, range(len(names)))
     if id_col is None:
-        raise _err(path, f"line {header_line}: no 'sample_id' column in the labels file")
-    label_cols = _select_labels(
+        raise err(path, f"line {header_line}: no 'sample_id' column in the labels file")
+    label_cols = select_labels(
         path, names, [i for i in range(len(names)) if i != id_col], None, header_line
     )
     if not label_cols:
-        raise _err(path, f"line {header_line}: no label columns besides {names[id_col]!r}")
-    values = _parse_numeric(ct, label_cols, [names[c] for c in label_cols])
-    ids = _column_strings(ct, id_col, names[id_col])
+        raise err(path, f"line {header_line}: no label columns besides {names[id_col]!r}")
+    values = parse_numeric(ct, label_cols, [names[c] for c in label_cols])
+    ids = column_strings(ct, id_col, names[id_col])
     seen: dict[str, int] = {}
     for row, sample in enumerate(ids):
         if sample in seen:
@@ -52,16 +52,16 @@ def _read_labels_csv(path: Path) -> _Labels:
             )
         seen[sample] = row
     label_names = [names[c] for c in label_cols]
-    _check_compositions(ct, range(len(ids)), ids, label_names, values)
+    check_compositions(ct, range(len(ids)), ids, label_names, values)
     return _Labels(path, ids, ct.line_numbers, label_names, values)
 
 
-def _merge_labels(table: SpectralTable, labels: _Labels) -> SpectralTable:
+def merge_labels(table: SpectralTable, labels: _Labels) -> SpectralTable:
     """Add the labels CSV's values to the table, by sample id; every sample needs a row."""
     row_of = {sample: row for row, sample in enumerate(labels.sample_ids)}
     missing = [sample for sample in table.sample_ids if sample not in row_of]
     if missing:
-        raise _err(labels.path, f"no row for {len(missing)} sample(s): {_some_ids(missing)}")
+        raise err(labels.path, f"no row for {len(missing)} sample(s): {_some_ids(missing)}")
     rows = np.array([row_of[sample] for sample in table.sample_ids], dtype=np.intp)
     targets = {name: values.copy() for name, values in table.targets.items()}
     for k, name in enumerate(labels.names):
@@ -71,7 +71,7 @@ def _merge_labels(table: SpectralTable, labels: _Labels) -> SpectralTable:
             clash = np.isfinite(current) & ~np.isclose(current, given, rtol=1e-9, atol=1e-9)
             if clash.any():
                 s = int(np.flatnonzero(clash)[0])
-                raise _err(
+                raise err(
                     labels.path,
                     f"line {labels.line_numbers[rows[s]]}: {name} of sample {table.sample_ids[s]!r} is "
                     f"{given[s]:g} but the spectra file says {current[s]:g}",
@@ -92,7 +92,7 @@ def _merge_labels(table: SpectralTable, labels: _Labels) -> SpectralTable:
     )
 
 
-def _require_complete_targets(table: SpectralTable) -> None:
+def require_complete_targets(table: SpectralTable) -> None:
     """Targets that only some input files carry leave gaps, which a model cannot train on."""
     for name, values in table.targets.items():
         missing = np.flatnonzero(~np.isfinite(values))

@@ -1,7 +1,7 @@
 """Tables from labelled CSV columns, shared by the wide and PyHAT readers.
 
-A :class:`_Layout` says which columns hold wavelengths, the sample id, the shot number and the
-labels; :func:`_table_from_layout` parses them and groups repeated shots of one sample.
+A :class:`Layout` says which columns hold wavelengths, the sample id, the shot number and the
+labels; :func:`table_from_layout` parses them and groups repeated shots of one sample.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from saca_lab.data.readers._parse import (
-    _check_compositions,
-    _check_grid,
-    _column_strings,
-    _CsvText,
-    _parse_numeric,
-    _to_float32,
+    CsvText,
+    check_compositions,
+    check_grid,
+    column_strings,
+    parse_numeric,
+    to_float32,
 )
 from saca_lab.data.table import SpectralTable
 from saca_lab.errors import InputError
 
 
 @dataclass
-class _Layout:
+class Layout:
     """Which columns of a CSV hold what."""
 
     wl_cols: list[int]
@@ -35,18 +35,18 @@ class _Layout:
     label_cols: list[int] = field(default_factory=list)
 
 
-def _table_from_layout(ct: _CsvText, names: Sequence[str], layout: _Layout) -> SpectralTable:
+def table_from_layout(ct: CsvText, names: Sequence[str], layout: Layout) -> SpectralTable:
     path = ct.path
-    _check_grid(
+    check_grid(
         path,
         layout.wavelengths,
         lambda k: f"{path}: line {layout.header_line}, column {layout.wl_cols[k] + 1}",
     )
     extra = layout.label_cols + ([layout.shot_col] if layout.shot_col is not None else [])
     cols = layout.wl_cols + extra
-    values = _parse_numeric(ct, cols, [names[c] for c in cols])
+    values = parse_numeric(ct, cols, [names[c] for c in cols])
     n_wl = len(layout.wl_cols)
-    spectra = _to_float32(
+    spectra = to_float32(
         values[:, :n_wl],
         lambda idx: ct.at(idx[0], layout.wl_cols[idx[1]], names[layout.wl_cols[idx[1]]]),
     )
@@ -54,7 +54,7 @@ def _table_from_layout(ct: _CsvText, names: Sequence[str], layout: _Layout) -> S
     shots = values[:, -1] if layout.shot_col is not None else None
 
     if layout.id_col is not None:
-        row_ids = _column_strings(ct, layout.id_col, names[layout.id_col])
+        row_ids = column_strings(ct, layout.id_col, names[layout.id_col])
     else:
         row_ids = [f"{path.stem}_{row + 1}" for row in range(len(ct.lines))]
     groups = _group_shots(ct, row_ids, shots)
@@ -63,7 +63,7 @@ def _table_from_layout(ct: _CsvText, names: Sequence[str], layout: _Layout) -> S
     _check_labels_agree(ct, groups, labels, label_names)
     sample_ids = [row_ids[r] for r in first_rows]
     sample_labels = labels[first_rows]
-    _check_compositions(ct, first_rows, sample_ids, label_names, sample_labels)
+    check_compositions(ct, first_rows, sample_ids, label_names, sample_labels)
     targets = {name: sample_labels[:, k].copy() for k, name in enumerate(label_names)}
     # One shot per row in file order needs no gather: a view avoids copying a big block.
     if groups.shape[1] == 1:
@@ -73,7 +73,7 @@ def _table_from_layout(ct: _CsvText, names: Sequence[str], layout: _Layout) -> S
     return SpectralTable(layout.wavelengths, stacked, sample_ids, targets, source=str(path))
 
 
-def _group_shots(ct: _CsvText, row_ids: list[str], shots: np.ndarray | None) -> np.ndarray:
+def _group_shots(ct: CsvText, row_ids: list[str], shots: np.ndarray | None) -> np.ndarray:
     """Row indices as an (n_samples, n_shots) array: samples in order of first appearance,
     shots sorted by shot number."""
     groups: dict[str, list[int]] = {}
@@ -107,7 +107,7 @@ def _group_shots(ct: _CsvText, row_ids: list[str], shots: np.ndarray | None) -> 
 
 
 def _check_labels_agree(
-    ct: _CsvText, groups: np.ndarray, labels: np.ndarray, names: Sequence[str]
+    ct: CsvText, groups: np.ndarray, labels: np.ndarray, names: Sequence[str]
 ) -> None:
     """Shots of one sample are one material: their label cells must be equal."""
     if groups.shape[1] == 1 or not names:

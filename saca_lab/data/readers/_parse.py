@@ -29,7 +29,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
-class _CsvText:
+class CsvText:
     """A CSV file split into header rows and data lines, with the file line number of each."""
 
     path: Path
@@ -48,36 +48,36 @@ class _CsvText:
         return where
 
 
-def _err(path: PathLike, message: str) -> InputError:
+def err(path: PathLike, message: str) -> InputError:
     return InputError(f"{path}: {message}")
 
 
 def _read_text(path: Path) -> str:
     """Whole file as text with ``\\n`` line ends; a BOM is dropped."""
     if not path.exists():
-        raise _err(path, "no such file")
+        raise err(path, "no such file")
     if path.is_dir():
-        raise _err(path, "is a folder, expected a file")
+        raise err(path, "is a folder, expected a file")
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise _err(path, f"cannot read file ({exc.strerror})") from None
+        raise err(path, f"cannot read file ({exc.strerror})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise _err(path, f"line {line}: not UTF-8 text") from None
+        raise err(path, f"line {line}: not UTF-8 text") from None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
 
 
-def _split_row(line: str) -> list[str]:
+def split_row(line: str) -> list[str]:
     """Cells of one CSV line, honouring quotes, with surrounding blanks removed."""
     return [cell.strip() for cell in next(csv.reader([line]))]
 
 
-def _load_csv(path: Path, n_header: int) -> _CsvText:
+def load_csv(path: Path, n_header: int) -> CsvText:
     """Split a CSV file into ``n_header`` header rows and the data lines; blank lines are skipped."""
     raw_lines = _read_text(path).split("\n")
     header: list[list[str]] = []
@@ -88,43 +88,43 @@ def _load_csv(path: Path, n_header: int) -> _CsvText:
         if not line or line.isspace():
             continue
         if len(header) < n_header:
-            header.append(_split_row(line))
+            header.append(split_row(line))
             header_lines.append(number)
         else:
             lines.append(line)
             numbers.append(number)
     if not header:
-        raise _err(path, "file is empty")
+        raise err(path, "file is empty")
     if len(header) < n_header:
-        raise _err(path, f"expected {n_header} header rows, found {len(header)} and no data")
+        raise err(path, f"expected {n_header} header rows, found {len(header)} and no data")
     if not lines:
-        raise _err(path, "no data rows after the header")
-    return _CsvText(path, header, header_lines, lines, numbers)
+        raise err(path, "no data rows after the header")
+    return CsvText(path, header, header_lines, lines, numbers)
 
 
-def _load_one_header_csv(path: Path) -> tuple[_CsvText, list[str], int]:
+def load_one_header_csv(path: Path) -> tuple[CsvText, list[str], int]:
     """A CSV with one header row: the text, the column names and the header's line number.
 
     Column names must be unique and every data line must have as many cells as the header.
     """
-    ct = _load_csv(path, 1)
+    ct = load_csv(path, 1)
     names = ct.header[0]
     header_line = ct.header_lines[0]
-    _check_columns(ct, names, header_line)
+    check_columns(ct, names, header_line)
     return ct, names, header_line
 
 
-def _check_columns(ct: _CsvText, names: Sequence[str], header_line: int) -> None:
+def check_columns(ct: CsvText, names: Sequence[str], header_line: int) -> None:
     """Unique non-wavelength column names, and no data line wider or narrower than the header."""
     _check_unique_names(ct.path, names, header_line)
-    _check_ragged(ct, len(names))
+    check_ragged(ct, len(names))
 
 
-def _check_ragged(ct: _CsvText, n_cols: int) -> None:
+def check_ragged(ct: CsvText, n_cols: int) -> None:
     """Every data line must have as many cells as the header (numpy would not say which line)."""
     for row, line in enumerate(ct.lines):
         # Counting commas is exact unless a cell is quoted, which is rare: parse those properly.
-        n = len(_split_row(line)) if '"' in line else line.count(",") + 1
+        n = len(split_row(line)) if '"' in line else line.count(",") + 1
         if n != n_cols:
             raise InputError(f"{ct.at(row)}: {n} cells, expected {n_cols} as in the header")
 
@@ -140,10 +140,10 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _raise_bad_cell(ct: _CsvText, rows: range, cols: Sequence[int], names: Sequence[str]) -> None:
+def _raise_bad_cell(ct: CsvText, rows: range, cols: Sequence[int], names: Sequence[str]) -> None:
     """Slow path after a bulk parse failed: find the first cell that is not a number."""
     for row in rows:
-        cells = _split_row(ct.lines[row])
+        cells = split_row(ct.lines[row])
         for col, name in zip(cols, names, strict=True):
             cell = cells[col]
             if not _is_number(cell):
@@ -151,7 +151,7 @@ def _raise_bad_cell(ct: _CsvText, rows: range, cols: Sequence[int], names: Seque
                 raise InputError(f"{ct.at(row, col, name)}: {problem}")
 
 
-def _parse_numeric(ct: _CsvText, cols: Sequence[int], names: Sequence[str]) -> np.ndarray:
+def parse_numeric(ct: CsvText, cols: Sequence[int], names: Sequence[str]) -> np.ndarray:
     """Columns ``cols`` of every data line as a float64 (n_rows, len(cols)) array, all finite."""
     n_rows = len(ct.lines)
     out = np.empty((n_rows, len(cols)), dtype=np.float64)
@@ -172,7 +172,7 @@ def _parse_numeric(ct: _CsvText, cols: Sequence[int], names: Sequence[str]) -> n
             )
         except ValueError as exc:
             _raise_bad_cell(ct, range(start, stop), cols, names)
-            raise _err(
+            raise err(
                 ct.path,
                 f"lines {ct.line_numbers[start]}-{ct.line_numbers[stop - 1]}: cannot parse numbers ({exc})",
             ) from None
@@ -181,7 +181,7 @@ def _parse_numeric(ct: _CsvText, cols: Sequence[int], names: Sequence[str]) -> n
 
 
 def _check_finite_cells(
-    ct: _CsvText, values: np.ndarray, cols: Sequence[int], names: Sequence[str]
+    ct: CsvText, values: np.ndarray, cols: Sequence[int], names: Sequence[str]
 ) -> None:
     if np.isfinite(values).all():
         return
@@ -191,19 +191,19 @@ def _check_finite_cells(
     )
 
 
-def _column_strings(ct: _CsvText, col: int, name: str) -> list[str]:
+def column_strings(ct: CsvText, col: int, name: str) -> list[str]:
     """Text of column ``col`` on every data line; empty cells are an error."""
     out = []
     for row, line in enumerate(ct.lines):
         # maxsplit keeps this cheap on wide rows: only the cells up to ``col`` are split off.
-        cell = _split_row(line)[col] if '"' in line else line.split(",", col + 1)[col].strip()
+        cell = split_row(line)[col] if '"' in line else line.split(",", col + 1)[col].strip()
         if not cell:
             raise InputError(f"{ct.at(row, col, name)}: empty sample id")
         out.append(cell)
     return out
 
 
-def _to_float32(values: np.ndarray, locate: Callable[[tuple[int, ...]], str]) -> np.ndarray:
+def to_float32(values: np.ndarray, locate: Callable[[tuple[int, ...]], str]) -> np.ndarray:
     """Cast finite values to float32, refusing those beyond its range rather than making them inf."""
     if values.dtype == np.float32:
         return values
@@ -219,7 +219,7 @@ def _to_float32(values: np.ndarray, locate: Callable[[tuple[int, ...]], str]) ->
     return out
 
 
-def _check_grid(path: PathLike, wavelengths: np.ndarray, locate: Callable[[int], str]) -> None:
+def check_grid(path: PathLike, wavelengths: np.ndarray, locate: Callable[[int], str]) -> None:
     """Wavelengths must be finite, positive and strictly increasing; ``locate(i)`` names entry i."""
     finite = np.isfinite(wavelengths)
     if not finite.all():
@@ -247,13 +247,13 @@ def _strip_path(path: PathLike, where: str) -> str:
     return where[len(prefix) :] if where.startswith(prefix) else where
 
 
-def _normalise_name(name: str) -> str:
+def normalise_name(name: str) -> str:
     return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
-def _find_id_column(names: Sequence[str], candidates: Sequence[int]) -> int | None:
+def find_id_column(names: Sequence[str], candidates: Sequence[int]) -> int | None:
     """Index of the column that holds sample ids, among ``candidates``, by name preference."""
-    normalised = {i: _normalise_name(names[i]) for i in candidates}
+    normalised = {i: normalise_name(names[i]) for i in candidates}
     for wanted in _ID_NAMES:
         for i in candidates:
             if normalised[i] == wanted:
@@ -261,7 +261,7 @@ def _find_id_column(names: Sequence[str], candidates: Sequence[int]) -> int | No
     return None
 
 
-def _as_wavelength(name: str) -> float | None:
+def as_wavelength(name: str) -> float | None:
     try:
         return float(name)
     except ValueError:
@@ -272,17 +272,17 @@ def _check_unique_names(path: Path, names: Sequence[str], header_line: int) -> N
     """Non-wavelength column names must be unique (repeated wavelengths get their own message)."""
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
-        if _as_wavelength(name) is not None:
+        if as_wavelength(name) is not None:
             continue
         if name in seen:
-            raise _err(
+            raise err(
                 path,
                 f"line {header_line}: column name {name!r} appears twice (columns {seen[name] + 1} and {i + 1})",
             )
         seen[name] = i
 
 
-def _select_labels(
+def select_labels(
     path: Path,
     names: Sequence[str],
     candidates: Sequence[int],
@@ -297,14 +297,14 @@ def _select_labels(
         missing = [name for name in label_columns if name not in by_name]
         if missing:
             available = ", ".join(names[i] for i in candidates) or "none"
-            raise _err(
+            raise err(
                 path,
                 f"label column(s) {', '.join(map(repr, missing))} not found (label columns in file: {available})",
             )
         chosen = [by_name[name] for name in label_columns]
     for i in chosen:
         if not is_species(names[i]):
-            raise _err(
+            raise err(
                 path,
                 f"line {header_line}, column {i + 1}: {names[i]!r} is not a known element or oxide "
                 "(label columns must be element symbols or oxide formulas such as Fe or SiO2)",
@@ -312,8 +312,8 @@ def _select_labels(
     return chosen
 
 
-def _check_compositions(
-    ct: _CsvText,
+def check_compositions(
+    ct: CsvText,
     rows: Sequence[int],
     sample_ids: Sequence[str],
     names: Sequence[str],

@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from saca_lab.data.readers._labels import (
-    _merge_labels,
-    _read_labels_csv,
-    _require_complete_targets,
+    merge_labels,
+    read_labels_csv,
+    require_complete_targets,
 )
-from saca_lab.data.readers._parse import PathLike, _err, _split_row
+from saca_lab.data.readers._parse import PathLike, err, split_row
 from saca_lab.data.readers.npz import read_npz
-from saca_lab.data.readers.pyhat import _PYHAT_GROUPS, read_pyhat_csv
+from saca_lab.data.readers.pyhat import PYHAT_GROUPS, read_pyhat_csv
 from saca_lab.data.readers.resampling import concat_tables
 from saca_lab.data.readers.two_column import (
-    _csv_files,
+    csv_files,
     read_two_column_csv,
     read_two_column_folder,
 )
@@ -45,18 +45,18 @@ def sniff_kind(path: PathLike) -> str:
     if path.is_dir():
         return "folder"
     if not path.exists():
-        raise _err(path, "no such file or folder")
+        raise err(path, "no such file or folder")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return "npz"
     if suffix not in _TEXT_SUFFIXES:
-        raise _err(
+        raise err(
             path,
             f"unsupported file type {suffix or '(none)'!r}; expected .csv, .txt, .npz or a folder",
         )
     first = _first_line(path)
-    cells = [cell.lower() for cell in _split_row(first)] if first else []
-    if cells and set(cells) <= _PYHAT_GROUPS and "wvl" in cells:
+    cells = [cell.lower() for cell in split_row(first)] if first else []
+    if cells and set(cells) <= PYHAT_GROUPS and "wvl" in cells:
         return "pyhat"
     if len(cells) == 2 and cells[0].startswith("wavelength"):
         return "two_column"
@@ -71,9 +71,9 @@ def _first_line(path: Path) -> str:
                 if line.strip():
                     return line.rstrip("\r\n")
     except UnicodeDecodeError:
-        raise _err(path, "not UTF-8 text") from None
+        raise err(path, "not UTF-8 text") from None
     except OSError as exc:
-        raise _err(path, f"cannot read file ({exc.strerror})") from None
+        raise err(path, f"cannot read file ({exc.strerror})") from None
     return ""
 
 
@@ -97,7 +97,7 @@ def input_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
     files: list[Path] = []
     for path in _as_paths(paths):
         if path.is_dir():
-            files.extend(_csv_files(path))
+            files.extend(csv_files(path))
         else:
             files.append(path)
     return files
@@ -152,8 +152,8 @@ def read_any(
     table = concat_tables(tables, grid=grid, source=source)
     table.source = source
     if targets_csv is not None:
-        table = _merge_labels(table, _read_labels_csv(Path(targets_csv)))
-    _require_complete_targets(table)
+        table = merge_labels(table, read_labels_csv(Path(targets_csv)))
+    require_complete_targets(table)
     return table
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from saca_lab.chemistry import is_species, validate_composition
-from saca_lab.data.readers._parse import PathLike, _check_grid, _err, _to_float32
+from saca_lab.data.readers._parse import PathLike, check_grid, err, to_float32
 from saca_lab.data.table import SpectralTable
 
 
@@ -46,35 +46,35 @@ def read_npz(path: PathLike) -> SpectralTable:
     """
     path = Path(path)
     if not path.is_file():
-        raise _err(path, "no such file")
+        raise err(path, "no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise _err(path, f"not a readable .npz file ({exc})") from None
+        raise err(path, f"not a readable .npz file ({exc})") from None
     except AttributeError:
         # np.load returns a bare array (not an archive) for a .npy file renamed to .npz.
-        raise _err(path, "is a single .npy array, expected an .npz archive") from None
+        raise err(path, "is a single .npy array, expected an .npz archive") from None
     for key in ("wavelengths", "spectra"):
         if key not in arrays:
-            raise _err(
+            raise err(
                 path, f"missing key {key!r} (keys present: {', '.join(sorted(arrays)) or 'none'})"
             )
     wavelengths = _npz_numeric(path, arrays, "wavelengths", ndims=(1,))
-    _check_grid(path, wavelengths, lambda k: f"{path}: wavelengths[{k}]")
+    check_grid(path, wavelengths, lambda k: f"{path}: wavelengths[{k}]")
     spectra = _npz_numeric(path, arrays, "spectra", ndims=(2, 3))
     if spectra.ndim == 2:
         spectra = spectra[:, None, :]
     if spectra.shape[-1] != wavelengths.size:
-        raise _err(
+        raise err(
             path,
             f"spectra has {spectra.shape[-1]} points per spectrum but wavelengths has {wavelengths.size}",
         )
     if spectra.shape[0] == 0:
-        raise _err(path, "spectra holds no samples")
+        raise err(path, "spectra holds no samples")
     n = spectra.shape[0]
     sample_ids = _npz_sample_ids(path, arrays, n)
-    spectra = _to_float32(spectra, lambda idx: f"{path}: spectra[{', '.join(map(str, idx))}]")
+    spectra = to_float32(spectra, lambda idx: f"{path}: spectra[{', '.join(map(str, idx))}]")
     targets = _npz_targets(path, arrays, n)
     for s, sample in enumerate(sample_ids):
         composition = {name: float(values[s]) for name, values in targets.items()}
@@ -89,15 +89,15 @@ def _npz_numeric(
     array = arrays[key]
     if array.ndim not in ndims:
         shapes = " or ".join(f"{d}D" for d in ndims)
-        raise _err(path, f"{key} must be {shapes}, got shape {array.shape}")
+        raise err(path, f"{key} must be {shapes}, got shape {array.shape}")
     if array.dtype.kind not in "biuf":
-        raise _err(path, f"{key} must hold numbers, got dtype {array.dtype}")
+        raise err(path, f"{key} must hold numbers, got dtype {array.dtype}")
     # float32 data stays float32 until the range check so that big sets are not doubled in memory.
     values = array if array.dtype.kind == "f" else array.astype(np.float64)
     finite = np.isfinite(values)
     if not finite.all():
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
-        raise _err(
+        raise err(
             path, f"{key}[{', '.join(map(str, index))}] is {values[index]}, not a finite number"
         )
     return values.astype(np.float64) if key == "wavelengths" else values
@@ -106,7 +106,7 @@ def _npz_numeric(
 def _npz_strings(path: Path, arrays: dict[str, np.ndarray], key: str, n: int) -> list[str]:
     array = arrays[key]
     if array.dtype.kind not in "US" or array.shape != (n,):
-        raise _err(path, f"{key} must be {n} strings, got shape {array.shape} dtype {array.dtype}")
+        raise err(path, f"{key} must be {n} strings, got shape {array.shape} dtype {array.dtype}")
     out = [v.decode() if isinstance(v, bytes) else str(v) for v in array.tolist()]
     return [v.strip() for v in out]
 
@@ -118,9 +118,9 @@ def _npz_sample_ids(path: Path, arrays: dict[str, np.ndarray], n: int) -> list[s
     seen: dict[str, int] = {}
     for i, sample in enumerate(ids):
         if not sample:
-            raise _err(path, f"sample_ids[{i}] is empty")
+            raise err(path, f"sample_ids[{i}] is empty")
         if sample in seen:
-            raise _err(path, f"sample_ids[{i}] {sample!r} repeats sample_ids[{seen[sample]}]")
+            raise err(path, f"sample_ids[{i}] {sample!r} repeats sample_ids[{seen[sample]}]")
         seen[sample] = i
     return ids
 
@@ -128,12 +128,12 @@ def _npz_sample_ids(path: Path, arrays: dict[str, np.ndarray], n: int) -> list[s
 def _npz_targets(path: Path, arrays: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     targets: dict[str, np.ndarray] = {}
     if ("targets" in arrays) != ("targets_names" in arrays):
-        raise _err(path, "keys 'targets' and 'targets_names' must be given together")
+        raise err(path, "keys 'targets' and 'targets_names' must be given together")
     if "targets" in arrays:
         names = _npz_strings(path, arrays, "targets_names", arrays["targets_names"].size)
         matrix = _npz_numeric(path, arrays, "targets", ndims=(2,))
         if matrix.shape != (n, len(names)):
-            raise _err(
+            raise err(
                 path,
                 f"targets has shape {matrix.shape}, expected ({n}, {len(names)}) from spectra and targets_names",
             )
@@ -143,7 +143,7 @@ def _npz_targets(path: Path, arrays: dict[str, np.ndarray], n: int) -> dict[str,
         if key.startswith("target_"):
             values = _npz_numeric(path, arrays, key, ndims=(1,))
             if values.shape != (n,):
-                raise _err(path, f"{key} has {values.size} values, expected {n}")
+                raise err(path, f"{key} has {values.size} values, expected {n}")
             _add_npz_target(path, targets, key[len("target_") :], values, key)
     return targets
 
@@ -152,7 +152,7 @@ def _add_npz_target(
     path: Path, targets: dict[str, np.ndarray], name: str, values: np.ndarray, key: str
 ) -> None:
     if not is_species(name):
-        raise _err(path, f"{key}: {name!r} is not a known element or oxide")
+        raise err(path, f"{key}: {name!r} is not a known element or oxide")
     if name in targets:
-        raise _err(path, f"{key}: target {name!r} is given twice")
+        raise err(path, f"{key}: target {name!r} is given twice")
     targets[name] = np.asarray(values, dtype=np.float64).copy()

@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from saca_lab.data.readers._layout import _Layout, _table_from_layout
+from saca_lab.data.readers._layout import Layout, table_from_layout
 from saca_lab.data.readers._parse import (
     PathLike,
-    _as_wavelength,
-    _check_columns,
-    _err,
-    _find_id_column,
-    _load_csv,
-    _select_labels,
+    as_wavelength,
+    check_columns,
+    err,
+    find_id_column,
+    load_csv,
+    select_labels,
 )
 from saca_lab.data.table import SpectralTable
 
-_PYHAT_GROUPS = frozenset({"meta", "comp", "wvl"})
+PYHAT_GROUPS = frozenset({"meta", "comp", "wvl"})
 
 
 def read_pyhat_csv(path: PathLike, label_columns: Sequence[str] | None = None) -> SpectralTable:
@@ -48,40 +48,40 @@ def read_pyhat_csv(path: PathLike, label_columns: Sequence[str] | None = None) -
         On any malformed header, cell or composition; the message names file, line and column.
     """
     path = Path(path)
-    ct = _load_csv(path, 2)
+    ct = load_csv(path, 2)
     groups, names = ct.header
     group_line, name_line = ct.header_lines
     if len(groups) != len(names):
-        raise _err(
+        raise err(
             path,
             f"line {name_line}: {len(names)} column names but {len(groups)} groups on line {group_line}",
         )
-    _check_columns(ct, names, name_line)
-    by_group: dict[str, list[int]] = {g: [] for g in _PYHAT_GROUPS}
+    check_columns(ct, names, name_line)
+    by_group: dict[str, list[int]] = {g: [] for g in PYHAT_GROUPS}
     for i, group in enumerate(groups):
         key = group.lower()
-        if key not in _PYHAT_GROUPS:
-            raise _err(
+        if key not in PYHAT_GROUPS:
+            raise err(
                 path, f"line {group_line}, column {i + 1}: group {group!r} is not meta, comp or wvl"
             )
         by_group[key].append(i)
     if not by_group["wvl"]:
-        raise _err(path, f"line {group_line}: no 'wvl' columns")
+        raise err(path, f"line {group_line}: no 'wvl' columns")
     wavelengths = []
     for i in by_group["wvl"]:
-        value = _as_wavelength(names[i])
+        value = as_wavelength(names[i])
         if value is None:
-            raise _err(
+            raise err(
                 path, f"line {name_line}, column {i + 1}: wavelength {names[i]!r} is not a number"
             )
         wavelengths.append(value)
     meta = by_group["meta"]
-    id_col = _find_id_column(names, meta)
-    layout = _Layout(
+    id_col = find_id_column(names, meta)
+    layout = Layout(
         wl_cols=by_group["wvl"],
         wavelengths=np.asarray(wavelengths),
         header_line=name_line,
         id_col=id_col if id_col is not None else (meta[0] if meta else None),
-        label_cols=_select_labels(path, names, by_group["comp"], label_columns, name_line),
+        label_cols=select_labels(path, names, by_group["comp"], label_columns, name_line),
     )
-    return _table_from_layout(ct, names, layout)
+    return table_from_layout(ct, names, layout)

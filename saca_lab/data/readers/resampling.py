@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from saca_lab.data.readers._parse import _check_grid
+from saca_lab.data.readers._parse import check_grid
 from saca_lab.data.table import SpectralTable
 from saca_lab.errors import InputError
 
@@ -37,7 +37,7 @@ def as_grid(grid: np.ndarray | Sequence[float], source: str = "grid") -> np.ndar
         raise InputError(
             f"{source}: a wavelength grid must be a non-empty 1D array, got shape {grid.shape}"
         )
-    _check_grid(source, grid, lambda k: f"{source}[{k}]")
+    check_grid(source, grid, lambda k: f"{source}[{k}]")
     return grid
 
 

@@ -8,12 +8,12 @@ import numpy as np
 
 from saca_lab.data.readers._parse import (
     PathLike,
-    _check_grid,
-    _check_ragged,
-    _err,
-    _load_csv,
-    _parse_numeric,
-    _to_float32,
+    check_grid,
+    check_ragged,
+    err,
+    load_csv,
+    parse_numeric,
+    to_float32,
 )
 from saca_lab.data.readers.resampling import concat_tables
 from saca_lab.data.table import SpectralTable
@@ -41,18 +41,18 @@ def read_two_column_csv(path: PathLike) -> SpectralTable:
         On a bad header, cell or wavelength order; the message names file and line.
     """
     path = Path(path)
-    ct = _load_csv(path, 1)
+    ct = load_csv(path, 1)
     names = ct.header[0]
     if len(names) != 2 or not names[0].lower().startswith("wavelength"):
-        raise _err(
+        raise err(
             path,
             f"line {ct.header_lines[0]}: expected the header 'wavelength,intensity', found {','.join(names)!r}",
         )
-    _check_ragged(ct, 2)
-    values = _parse_numeric(ct, [0, 1], names)
+    check_ragged(ct, 2)
+    values = parse_numeric(ct, [0, 1], names)
     wavelengths = values[:, 0]
-    _check_grid(path, wavelengths, lambda k: ct.at(k))
-    spectrum = _to_float32(values[:, 1], lambda idx: ct.at(idx[0], 1, names[1]))
+    check_grid(path, wavelengths, lambda k: ct.at(k))
+    spectrum = to_float32(values[:, 1], lambda idx: ct.at(idx[0], 1, names[1]))
     return SpectralTable(
         wavelengths.copy(), spectrum[None, None, :], [path.stem], {}, source=str(path)
     )
@@ -78,14 +78,14 @@ def read_two_column_folder(folder: PathLike, *, grid: np.ndarray | None = None) 
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise _err(folder, "no such folder")
-    files = _csv_files(folder)
+        raise err(folder, "no such folder")
+    files = csv_files(folder)
     if not files:
-        raise _err(folder, "folder holds no .csv files")
+        raise err(folder, "folder holds no .csv files")
     tables = [read_two_column_csv(p) for p in files]
     return concat_tables(tables, grid=grid, source=str(folder))
 
 
-def _csv_files(folder: Path) -> list[Path]:
+def csv_files(folder: Path) -> list[Path]:
     """The ``*.csv`` files directly in ``folder`` (any case of the suffix), in name order."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".csv")

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from saca_lab.data.readers._layout import _Layout, _table_from_layout
+from saca_lab.data.readers._layout import Layout, table_from_layout
 from saca_lab.data.readers._parse import (
     PathLike,
-    _as_wavelength,
-    _err,
-    _find_id_column,
-    _load_one_header_csv,
-    _normalise_name,
-    _select_labels,
+    as_wavelength,
+    err,
+    find_id_column,
+    load_one_header_csv,
+    normalise_name,
+    select_labels,
 )
 from saca_lab.data.table import SpectralTable
 
@@ -49,29 +49,29 @@ def read_wide_csv(path: PathLike, label_columns: Sequence[str] | None = None) ->
         On any malformed header, cell or composition; the message names file, line and column.
     """
     path = Path(path)
-    ct, names, header_line = _load_one_header_csv(path)
+    ct, names, header_line = load_one_header_csv(path)
     wl_cols, wavelengths, other = [], [], []
     for i, name in enumerate(names):
-        value = _as_wavelength(name)
+        value = as_wavelength(name)
         if value is None:
             other.append(i)
         else:
             wl_cols.append(i)
             wavelengths.append(value)
     if not wl_cols:
-        raise _err(
+        raise err(
             path,
             f"line {header_line}: no spectral columns (column names that are wavelengths in nm)",
         )
-    id_col = _find_id_column(names, other)
-    shot_col = next((i for i in other if _normalise_name(names[i]) in _SHOT_NAMES), None)
+    id_col = find_id_column(names, other)
+    shot_col = next((i for i in other if normalise_name(names[i]) in _SHOT_NAMES), None)
     candidates = [i for i in other if i not in (id_col, shot_col)]
-    layout = _Layout(
+    layout = Layout(
         wl_cols=wl_cols,
         wavelengths=np.asarray(wavelengths),
         header_line=header_line,
         id_col=id_col,
         shot_col=shot_col,
-        label_cols=_select_labels(path, names, candidates, label_columns, header_line),
+        label_cols=select_labels(path, names, candidates, label_columns, header_line),
     )
-    return _table_from_layout(ct, names, layout)
+    return table_from_layout(ct, names, layout)

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from saca_lab.spectra.plasma import _database
+from saca_lab.spectra.plasma import line_database
 
 #: Atmospheric species whose neutral lines are left out of both spectra. Mars' CO2 would add
 #: C I 247.86 nm; pass ``("O", "N", "H", "Ar", "C")`` to :func:`atmospheric_lines_air` for it
@@ -51,7 +51,7 @@ def atmospheric_lines_air(
     import libskit
     import pandas as pd
 
-    lines = pd.read_csv(_database().path / "lines_processed_all.csv")
+    lines = pd.read_csv(line_database().path / "lines_processed_all.csv")
     lines = lines[lines["element"].isin(species) & (lines["sp_num"] == 1)]
     lam = lines["ritz_wl_vac(nm)"].to_numpy(dtype=np.float64)
     inside = (lam > 190.0) & (lam < 1000.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from saca_lab.spectra.plasma import _database
+from saca_lab.spectra.plasma import line_database
 from saca_lab.spectra.realism._peaks import segment_bounds
 
 #: Certified composition of USGS BHVO-2 in mass %, oxygen as the balance (the rock is oxides).
@@ -122,7 +122,7 @@ def plain_lte_spectrum(
     """
     import libskit
 
-    _database()
+    line_database()
     total = float(sum(composition.values()))
     if total <= 0:
         raise ValueError("composition must have a positive total")

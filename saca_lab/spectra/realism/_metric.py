@@ -14,8 +14,8 @@ from saca_lab.spectra.realism._peaks import (
     DEFAULT_NOISE_K,
     DEFAULT_REL_PROMINENCE,
     PeakSet,
-    _in_windows,
     find_prominent_peaks,
+    in_windows,
     remove_background,
     segment_bounds,
 )
@@ -128,13 +128,13 @@ def _chance_rate(
     q = (top[:, None] + np.r_[-u[::-1], u][None, :]).ravel()
     # Positions where the other spectrum could not have a peak (gaps, excluded windows) would
     # dilute the rate, so only comparable positions count.
-    valid = _in_windows(q, allowed) & ~_in_windows(q, excluded)
+    valid = in_windows(q, allowed) & ~in_windows(q, excluded)
     if not valid.any():
         return 0.0
     return float((_nearest_distance(q[valid], pool_sorted) <= tol).mean())
 
 
-def _sorted_pair(wl: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def sorted_pair(wl: ArrayLike, y: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     wl = np.asarray(wl, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if wl.shape != y.shape:
@@ -195,8 +195,8 @@ def peak_match_scores(
     RealismScore
         Recall, overlap, offset, chance levels and the peak lists behind them.
     """
-    sim_wl, sim_y = _sorted_pair(sim_wl, sim_y)
-    meas_wl, meas_y = _sorted_pair(meas_wl, meas_y)
+    sim_wl, sim_y = sorted_pair(sim_wl, sim_y)
+    meas_wl, meas_y = sorted_pair(meas_wl, meas_y)
     common = _intersect(_coverage(sim_wl), _coverage(meas_wl))
     if common.size == 0:
         raise ValueError("simulated and measured spectra do not overlap in wavelength")
@@ -205,7 +205,7 @@ def peak_match_scores(
     def peaks(wl: NDArray[np.float64], y: NDArray[np.float64]) -> PeakSet:
         # Crop before the background and the threshold, so that nothing outside the comparison
         # (a strong line the other spectrum does not cover) sets the dynamic range.
-        m = _in_windows(wl, common)
+        m = in_windows(wl, common)
         wl, y = wl[m], y[m]
         return find_prominent_peaks(
             wl,

@@ -138,7 +138,7 @@ class PeakSet:
         return self.wavelengths[: self.n_top]
 
 
-def _in_windows(pos: NDArray[np.float64], windows: ArrayLike) -> NDArray[np.bool_]:
+def in_windows(pos: NDArray[np.float64], windows: ArrayLike) -> NDArray[np.bool_]:
     """Whether each position lies in any ``(lo, hi)`` window."""
     win = np.asarray(windows, dtype=np.float64).reshape(-1, 2)
     if win.size == 0 or pos.size == 0:
@@ -202,7 +202,7 @@ def find_prominent_peaks(
     idx = np.concatenate(idx_parts)
     prom = np.concatenate(prom_parts)
     pos = _refine_peak_positions(wl, y, idx)
-    outside = ~_in_windows(pos, exclude)
+    outside = ~in_windows(pos, exclude)
     pos, prom = pos[outside], prom[outside]
     # The dynamic range is set after exclusion: H alpha or O I 777 may be the strongest peak of
     # a measured spectrum and must not decide which sample lines count.

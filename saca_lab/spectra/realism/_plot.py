@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from saca_lab.io import atomic_path
 from saca_lab.spectra.realism._atmosphere import exclusion_windows
-from saca_lab.spectra.realism._metric import RealismScore, _sorted_pair
+from saca_lab.spectra.realism._metric import RealismScore, sorted_pair
 from saca_lab.spectra.realism._peaks import (
     DEFAULT_BACKGROUND_WINDOW_NM,
-    _in_windows,
+    in_windows,
     remove_background,
     segment_bounds,
 )
@@ -31,7 +31,7 @@ def _normalised_for_plot(
     with NaN breaks at detector gaps so no line is drawn across them."""
     m = (wl >= common[0]) & (wl <= common[1])
     wl, y = wl[m], remove_background(wl[m], y[m], window_nm)
-    ref = y[~_in_windows(wl, excluded)]
+    ref = y[~in_windows(wl, excluded)]
     scale = float(ref.max()) if ref.size and ref.max() > 0 else 1.0
     y = y / scale
     cuts = [b for _, b in segment_bounds(wl)][:-1]
@@ -83,8 +83,8 @@ def plot_overlay(
     from matplotlib.figure import Figure
 
     windows = exclusion_windows() if exclude is None else list(exclude)
-    sim_wl_s, sim_y_s = _sorted_pair(sim_wl, sim_y)
-    meas_wl_s, meas_y_s = _sorted_pair(meas_wl, meas_y)
+    sim_wl_s, sim_y_s = sorted_pair(sim_wl, sim_y)
+    meas_wl_s, meas_y_s = sorted_pair(meas_wl, meas_y)
     mw, my = _normalised_for_plot(
         meas_wl_s, meas_y_s, score.common_range, background_window_nm, windows
     )
@@ -130,13 +130,6 @@ def plot_overlay(
     axes[0].set_title(f"{title}\n{summary}" if title else summary, fontsize=10)
 
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".png", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
     return out

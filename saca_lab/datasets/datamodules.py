@@ -1,15 +1,14 @@
 """Lightning data modules: any stored dataset, split by sample, preprocessed once.
 
-``SpectraDataModule`` works for every dataset in the store (simulated or imported);
-``SlagDataModule``, ``CarbonSteelDataModule`` and ``StainlessDataModule`` generate their preset
-when it is missing and default to the papers' targets and splits.
+``SpectraDataModule`` works for every dataset in the store (simulated or imported); a preset
+spec (``{preset: slag}``) is generated when it is missing.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
-from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -18,9 +17,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from saca_lab.config import DEFAULTS
 from saca_lab.data import store
-from saca_lab.data.augment import SACA_AUGMENT, Augment
-from saca_lab.data.features import FeatureSpec, dataset_features
-from saca_lab.data.splits import Split, make_split
+from saca_lab.datasets.augment import Augment
+from saca_lab.datasets.features import FeatureSpec, dataset_features
+from saca_lab.datasets.resolve import resolve_dataset
+from saca_lab.datasets.splits import Split, make_split
 from saca_lab.errors import InputError
 from saca_lab.preprocessing.line_selection import (
     LINES_PER_ELEMENT,
@@ -28,34 +28,6 @@ from saca_lab.preprocessing.line_selection import (
     select_lines,
     target_element,
 )
-
-
-def resolve_dataset(spec, data_root: str | None = None) -> store.Dataset:
-    """A dataset from a directory path or a ``{preset: NAME, samples:, shots:, seed:}`` mapping."""
-    if isinstance(spec, (str, Path)):
-        return store.open_dataset(spec)
-    if isinstance(spec, dict) and "preset" in spec:
-        from saca_lab.spectra.nuisance import nuisance_tag
-        from saca_lab.spectra.presets import get_preset
-        from saca_lab.spectra.simulate import preset_config, simulate_dataset
-
-        unknown = set(spec) - {"preset", "samples", "shots", "seed", "path", "nuisance"}
-        if unknown:
-            raise InputError(f"data.dataset: unknown field(s) {sorted(unknown)}")
-        # none | calibrated | {levels}; the preset's own setting when absent
-        nuisance = spec.get("nuisance", get_preset(spec["preset"]).nuisance)
-        cfg = preset_config(spec["preset"], n_samples=spec.get("samples"), n_shots=spec.get("shots"),
-                            seed=spec.get("seed", 0), nuisance=nuisance)
-        tag = nuisance_tag(nuisance)
-        name = spec.get("path") or "-".join(
-            [spec["preset"]] + [f"{k}{spec[k]}" for k in ("samples", "shots", "seed") if spec.get(k) is not None]
-            + ([tag] if tag else []))
-        # A folder named by saca-lab is its own cache of the preset: a new generator version
-        # replaces it. A folder the user named (``path``) is never replaced silently.
-        return simulate_dataset(cfg, store.data_root(data_root) / name,
-                                refresh_cache=spec.get("path") is None)
-    raise InputError(f"data.dataset must be a directory or {{preset: NAME}}, got {spec!r}")
-
 
 #: Largest share of a GPU's free memory the data of one loader may take when kept on the device;
 #: the rest is for the model's weights and activations. Our largest (the full slag preset as 2D
@@ -114,22 +86,24 @@ class SpectraDataModule(pl.LightningDataModule):
         :func:`~saca_lab.preprocessing.line_selection.select_lines`. Resolved in :meth:`setup`, after
         which :attr:`feature_spec` holds the wavelengths and :attr:`line_selection` the choice.
     lines_per_element : lines per target element for ``lines="nist"``.
-    augment : ``{shift_nm, jitter}`` for training spectra, or None (:mod:`saca_lab.data.augment`).
+    augment : ``{shift_nm, jitter}`` for training spectra, or None (:mod:`saca_lab.datasets.augment`).
         Held as :attr:`augment`; the LightningModule applies it in its training step, because the
         jitter belongs after the per-pixel input standardisation.
     """
 
     def __init__(self, dataset, targets=None, input_kind: str = "spectrum_1d", split=None,
-                 shots="average", preprocessing=None, lines=None, half_width: int = 5,
-                 lines_per_element: int = LINES_PER_ELEMENT,
-                 augment=None, batch_size: int = 32, num_workers: int = 0,
+                 shots=DEFAULTS["data"]["shots"], preprocessing=None, lines=None,
+                 half_width: int = DEFAULTS["data"]["half_width"],
+                 lines_per_element: int = LINES_PER_ELEMENT, augment=None,
+                 batch_size: int = DEFAULTS["data"]["batch_size"],
+                 num_workers: int = DEFAULTS["data"]["num_workers"],
                  data_root: str | None = None) -> None:
         super().__init__()
         if lines is None:
             lines = DEFAULTS["data"]["lines"]
         self.dataset_spec = dataset
         self.target_names = list(targets) if targets else None
-        prep = {"airpls": {"lam": 1e4, "max_iter": 50}, "minmax": True, **(preprocessing or {})}
+        prep = copy.deepcopy({**DEFAULTS["data"]["preprocessing"], **(preprocessing or {})})
         self.feature_spec = FeatureSpec(input_kind=input_kind, airpls=prep["airpls"], minmax=prep["minmax"],
                                         lines=None if isinstance(lines, str) else tuple(lines),
                                         half_width=half_width)
@@ -137,7 +111,7 @@ class SpectraDataModule(pl.LightningDataModule):
         self.lines_source = lines if isinstance(lines, str) else None
         self.lines_per_element = lines_per_element
         self.line_selection: LineSelection | None = None
-        self.split_spec = {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, **(split or {})}
+        self.split_spec = copy.deepcopy({**DEFAULTS["data"]["split"], **(split or {})})
         if self.split_spec.get("subset_seed") is None:
             self.split_spec.pop("subset_seed", None)
         self.shots = shots
@@ -278,27 +252,3 @@ class SpectraDataModule(pl.LightningDataModule):
         std = y.std(axis=0)
         return y.mean(axis=0), np.where(std > 0, std, 1.0)
 
-
-class SlagDataModule(SpectraDataModule):
-    """TrCSL pre-training: 100 steel slags, targets Mn, Cr, Cu, C, split 7:3."""
-
-    def __init__(self, dataset=None, targets=("C", "Cu", "Mn", "Cr"), **kwargs) -> None:
-        super().__init__(dataset or {"preset": "slag"}, targets=targets, **kwargs)
-
-
-class CarbonSteelDataModule(SpectraDataModule):
-    """TrCSL transfer target: 20 carbon steels, targets C, Cu, Mn, Cr, split 7:3."""
-
-    def __init__(self, dataset=None, targets=("C", "Cu", "Mn", "Cr"), **kwargs) -> None:
-        super().__init__(dataset or {"preset": "carbon-steel"}, targets=targets, **kwargs)
-
-
-class StainlessDataModule(SpectraDataModule):
-    """SACA: stainless steels with rare earths, 70/15/15, augmentation on training data."""
-
-    def __init__(self, dataset=None,
-                 targets=("Fe", "Cr", "Ni", "Mo", "La", "Ce", "Nd", "Pr", "Sm", "Eu"), **kwargs) -> None:
-        kwargs.setdefault("split", {"train": 0.7, "val": 0.15, "test": 0.15, "seed": 0})
-        kwargs.setdefault("shots", "each")
-        kwargs.setdefault("augment", dict(SACA_AUGMENT))
-        super().__init__(dataset or {"preset": "stainless"}, targets=targets, **kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.model_selection import KFold
@@ -12,14 +12,21 @@ from saca_lab.errors import InputError
 
 @dataclass(frozen=True)
 class Split:
-    """Sample indices of each part (sorted, disjoint)."""
+    """Sample indices of each part (sorted, disjoint).
+
+    ``calibration``: samples carved from the training part (``data.split.calibration``) that no
+    fit reads; their residuals are the conformal scores of the run's prediction intervals
+    (:mod:`saca_lab.training.conformal`).
+    """
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    calibration: np.ndarray = field(default_factory=lambda: np.array([], dtype=int))
 
     def as_dict(self) -> dict[str, list[int]]:
-        return {k: getattr(self, k).tolist() for k in ("train", "val", "test")}
+        parts = ("train", "val", "test") + (("calibration",) if len(self.calibration) else ())
+        return {k: getattr(self, k).tolist() for k in parts}
 
 
 def ratio_split(n_samples: int, train: float, val: float, test: float, seed: int) -> Split:
@@ -76,6 +83,22 @@ def make_split(n_samples: int, spec: dict) -> Split:
         split = kfold_split(n_samples, spec["folds"], spec["fold"], spec.get("seed", 0), spec.get("val", 0.0))
     else:
         split = ratio_split(n_samples, spec["train"], spec["val"], spec["test"], spec.get("seed", 0))
+    split = carve_calibration(split, spec.get("calibration") or 0.0, spec.get("seed", 0))
     if chosen is None:
         return split
-    return Split(chosen[split.train], chosen[split.val], chosen[split.test])
+    return Split(chosen[split.train], chosen[split.val], chosen[split.test],
+                 chosen[split.calibration])
+
+
+def carve_calibration(split: Split, fraction: float, seed: int) -> Split:
+    """Move ``round(fraction * n_train)`` training samples (at least one, leaving one) to
+    ``calibration``; the draw reads sample indices only, never a test sample."""
+    if not fraction:
+        return split
+    n_train = len(split.train)
+    n_cal = min(max(1, int(round(fraction * n_train))), n_train - 1)
+    if n_cal < 1:
+        raise InputError(f"data.split.calibration = {fraction}: {n_train} training sample(s) are "
+                         "too few to keep calibration samples aside")
+    cal = np.random.default_rng([int(seed), 2]).choice(split.train, size=n_cal, replace=False)
+    return Split(np.setdiff1d(split.train, cal), split.val, split.test, np.sort(cal))

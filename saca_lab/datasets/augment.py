@@ -84,7 +84,7 @@ class Augment:
         unknown = set(config) - set(FIELDS)
         if unknown:
             hint = (" (shift_px and scale were replaced: shift_nm is a sub-pixel shift in nm, "
-                    "jitter a fraction of each pixel's std; see saca_lab.data.augment)"
+                    "jitter a fraction of each pixel's std; see saca_lab.datasets.augment)"
                     if unknown & {"shift_px", "scale"} else "")
             raise InputError(f"data.augment: unknown field(s) {sorted(unknown)}; expected "
                              f"{list(FIELDS)}{hint}")
@@ -110,8 +110,3 @@ class Augment:
         """Standardised spectra with Gaussian noise of ``jitter`` standard deviations added."""
         return z + self.jitter * torch.randn_like(z) if self.jitter else z
 
-
-#: SACA's default (``experiments/saca_stainless.yaml``, :class:`StainlessDataModule`): shifts up to
-#: half a pixel, five times the instrument's per-shot wavelength jitter (0.01 nm), and noise of
-#: 5 % of each pixel's spread.
-SACA_AUGMENT = {"shift_nm": 0.05, "jitter": 0.05}

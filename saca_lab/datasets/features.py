@@ -1,4 +1,6 @@
-"""From raw spectra to model inputs: shot reduction, airPLS, min-max, and the input layout.
+"""From raw spectra to model inputs: shot reduction, then airPLS, min-max and the input layout
+as one scikit-learn :class:`~sklearn.pipeline.Pipeline` of the package's transformers
+(:func:`feature_pipeline`).
 
 The same :class:`FeatureSpec` turns a stored dataset into training arrays and a raw measured
 spectrum into a prediction input, so training and inference cannot drift apart. Features of a
@@ -10,24 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
+from saca_lab.config import DEFAULTS
 from saca_lab.data.store import Dataset
 from saca_lab.errors import InputError
+from saca_lab.io import atomic_path
+from saca_lab.models.registry import INPUT_KINDS
 from saca_lab.preprocessing import (
+    AirPLS,
     LineWindows,
+    MinMaxPerSpectrum,
     To2D,
-    airpls_batch,
     average_shots,
-    minmax_per_spectrum,
 )
 
-INPUT_KINDS = ("spectrum_1d", "lines_1d", "image_2d")
 CHUNK_SPECTRA = 2048
 
 
@@ -36,15 +39,16 @@ class FeatureSpec:
     """Everything that turns raw spectra into a model input."""
 
     input_kind: str
-    airpls: dict | None = field(default_factory=lambda: {"lam": 1e4, "max_iter": 50})
-    minmax: bool = True
+    airpls: dict | None = field(
+        default_factory=lambda: dict(DEFAULTS["data"]["preprocessing"]["airpls"]))
+    minmax: bool = DEFAULTS["data"]["preprocessing"]["minmax"]
     lines: tuple[float, ...] | None = None
-    half_width: int = 5
+    half_width: int = DEFAULTS["data"]["half_width"]
     image_shape: tuple[int, int] = (125, 131)
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
-            raise InputError(f"unknown input kind {self.input_kind!r}; expected {INPUT_KINDS}")
+            raise InputError(f"unknown input kind {self.input_kind!r}; expected one of {list(INPUT_KINDS)}")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -66,16 +70,43 @@ def transform_spectra(raw: np.ndarray, wavelengths: np.ndarray, spec: FeatureSpe
     if not np.isfinite(x).all():
         bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
         raise InputError(f"spectrum {bad} contains NaN or inf")
+    return feature_pipeline(spec, wavelengths).fit_transform(x).astype(np.float32)
+
+
+def feature_pipeline(spec: FeatureSpec, wavelengths: np.ndarray) -> Pipeline:
+    """The scikit-learn pipeline of ``spec``: airPLS, per-spectrum min-max, then the layout.
+
+    Its steps are the transformers of :mod:`saca_lab.preprocessing` (``airpls``:
+    :class:`~saca_lab.preprocessing.AirPLS`, ``minmax``:
+    :class:`~saca_lab.preprocessing.MinMaxPerSpectrum`, then ``windows``:
+    :class:`~saca_lab.preprocessing.LineWindows` for ``lines_1d`` or ``image``:
+    :class:`~saca_lab.preprocessing.To2D` for ``image_2d``), each present only when the spec
+    asks for it. Every step treats each spectrum on its own and learns from the data at most
+    its number of points, so ``fit_transform`` on any batch gives the same rows.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+        What to apply.
+    wavelengths : ndarray of shape (n_points,)
+        The spectra's grid (nm); ``lines_1d`` windows are placed on it.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Unfitted; a single ``passthrough`` step when the spec asks for nothing.
+    """
+    steps: list[tuple[str, object]] = []
     if spec.airpls:
-        x = x - airpls_batch(x, **spec.airpls)
+        steps.append(("airpls", AirPLS(**spec.airpls)))
     if spec.minmax:
-        x = minmax_per_spectrum(x)
+        steps.append(("minmax", MinMaxPerSpectrum()))
     if spec.input_kind == "lines_1d":
-        windows = LineWindows(wavelengths=wavelengths, lines=spec.lines, half_width=spec.half_width)
-        x = windows.fit_transform(x)
+        steps.append(("windows", LineWindows(wavelengths=wavelengths, lines=spec.lines,
+                                             half_width=spec.half_width)))
     elif spec.input_kind == "image_2d":
-        x = To2D(shape=spec.image_shape).fit_transform(x)
-    return x.astype(np.float32)
+        steps.append(("image", To2D(shape=spec.image_shape)))
+    return Pipeline(steps or [("identity", "passthrough")])
 
 
 def reduce_shots(spectra: np.ndarray, shots: str | int) -> np.ndarray:
@@ -117,10 +148,7 @@ def dataset_features(ds: Dataset, spec: FeatureSpec, shots: str | int = "average
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     try:
-        path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
-        os.replace(tmp, path)
     except OSError:
         pass  # a read-only dataset is still usable; it just is not cached

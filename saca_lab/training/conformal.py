@@ -1,0 +1,231 @@
+"""Split-conformal prediction intervals for deep models, and the model's own Gaussian ones.
+
+A network is too expensive to refit K times per interval (CV+ multiplies training by K), so a
+deep run keeps calibration samples aside instead (``data.split.calibration``: a share of the
+*training* samples, carved by sample so no shot of a calibration sample is fitted; see
+:func:`saca_lab.datasets.splits.carve_calibration`). After training, the run predicts them and
+stores one score per calibration sample and target, the absolute residual
+``|y - y_hat|`` of the sample's prediction (its items' predictions averaged, as the run's
+per-sample test metrics), in the MLflow artifact :data:`SCORES_ARTIFACT` (JSON). An interval at
+level ``1 - a`` is then ``y_hat +- q``, ``q`` the ``ceil((n + 1)(1 - a))``-th smallest of the
+``n`` scores (Vovk et al. 2005; Lei et al. 2018): for a new sample exchangeable with the
+calibration samples it covers the truth with probability at least ``1 - a`` (and below
+``1 - a + 1/(n + 1)``). With ``ceil((n + 1)(1 - a)) > n`` no finite interval has that
+guarantee and the interval is infinite (at 90 %: fewer than 9 calibration samples).
+
+``saca-lab predict --interval`` reads these numbers only; nothing is refitted or unpickled.
+
+A model that predicts a standard deviation (GLL) also gets its own Gaussian interval
+``mean +- z_{1 - a/2} sigma``, reported beside the conformal one so the user sees whether the
+model's own uncertainty is calibrated; it has no coverage guarantee.
+
+References
+----------
+.. [1] J. Lei, M. G'Sell, A. Rinaldo, R. J. Tibshirani, L. Wasserman, "Distribution-free
+   predictive inference for regression", J. Am. Stat. Assoc., 2018, 113, 1094-1111.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from saca_lab.errors import InputError
+
+#: Where a run stores its calibration scores (MLflow artifact path).
+SCORES_ARTIFACT = "intervals/calibration_scores.json"
+#: Share of the training samples ``saca-lab compare --interval`` keeps for the deep models'
+#: calibration when the study's ``--set data.split.calibration`` does not say.
+COMPARE_CALIBRATION = 0.3
+#: How to get scores, for error messages.
+HOW_TO_GET_SCORES = ("train it with calibration samples, e.g. saca-lab train EXPERIMENT.yaml "
+                     "--set data.split.calibration=0.2")
+
+
+def conformal_quantile(scores, level: float) -> float:
+    """The split-conformal half-width: the ``ceil((n + 1) * level)``-th smallest score.
+
+    Returns ``inf`` when that rank exceeds ``n`` (too few scores for ``level``).
+    """
+    if not 0.0 < float(level) < 1.0:
+        raise InputError(f"--interval must be a level between 0 and 1 (e.g. 0.9), got {level!r}")
+    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    # the rank is computed with a tolerance: (n + 1) * 0.9 is 9.000000000000002 for n = 9
+    rank = math.ceil((s.size + 1) * float(level) - 1e-9)
+    return float(s[rank - 1]) if rank <= s.size else math.inf
+
+
+def split_conformal_interval(pred, scores, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """``pred -+ q`` with ``q`` = :func:`conformal_quantile` of ``scores``."""
+    pred = np.asarray(pred, dtype=np.float64)
+    q = conformal_quantile(scores, level)
+    return pred - q, pred + q
+
+
+def gaussian_interval(mean, sigma, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """The central ``level`` interval of N(mean, sigma^2): what the model's own sigma claims."""
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + float(level) / 2.0))
+    mean, sigma = np.asarray(mean, np.float64), np.asarray(sigma, np.float64)
+    return mean - z * sigma, mean + z * sigma
+
+
+def sample_predictions(module, dm, indices) -> dict:
+    """Per-sample truth, prediction and (GLL) sigma of the given samples, shots averaged.
+
+    Items of a sample are averaged as the run's per-sample test metrics do; a predicted
+    standard deviation is combined as ``sqrt(mean(sigma^2))`` over the sample's items (the
+    typical single-item sigma: items of one sample are not independent, so it is not divided).
+    """
+    import torch
+
+    from saca_lab.training.reporting import sample_means
+
+    x, y, groups = dm._part(np.asarray(indices, dtype=int))
+    module.eval()
+    with torch.no_grad():
+        parts = []
+        for i in range(0, len(x), 256):
+            xb = torch.from_numpy(x[i:i + 256])
+            if module.predicts_std:
+                m, s = module.predict_with_std(xb)
+                parts.append((m.float().numpy(), s.float().numpy()))
+            else:
+                parts.append((module(xb).float().numpy(), None))
+    pred = np.concatenate([p[0] for p in parts])
+    ids, yt = sample_means(y, groups)
+    _, yp = sample_means(pred, groups)
+    out = {"index": ids.astype(int), "y_true": yt, "y_pred": yp, "sigma": None}
+    if module.predicts_std:
+        var = np.concatenate([p[1] for p in parts]) ** 2
+        out["sigma"] = np.sqrt(sample_means(var, groups)[1])
+    return out
+
+
+def calibration_record(module, dm) -> dict | None:
+    """The scores of a run's calibration samples (None when it kept none aside)."""
+    cal = getattr(dm.split, "calibration", ())
+    if len(cal) == 0:
+        return None
+    p = sample_predictions(module, dm, cal)
+    targets = list(dm.target_names)
+    record = {"method": "split-conformal, absolute residual per sample",
+              "targets": targets,
+              "sample_ids": [dm.ds.sample_ids[int(i)] for i in p["index"]],
+              "y_true": {t: p["y_true"][:, j].tolist() for j, t in enumerate(targets)},
+              "y_pred": {t: p["y_pred"][:, j].tolist() for j, t in enumerate(targets)},
+              "scores": {t: np.abs(p["y_true"][:, j] - p["y_pred"][:, j]).tolist()
+                         for j, t in enumerate(targets)}}
+    if p["sigma"] is not None:
+        record["sigma"] = {t: p["sigma"][:, j].tolist() for j, t in enumerate(targets)}
+    return record
+
+
+def log_calibration(client, run_id: str, record: dict) -> None:
+    """Store ``record`` as the run's :data:`SCORES_ARTIFACT` (plain JSON)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(SCORES_ARTIFACT).name
+        path.write_text(json.dumps(record, indent=1))
+        client.log_artifact(run_id, str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
+
+
+def run_id_of(model: str) -> str | None:
+    """The MLflow run id a ``--model`` value names (None for a checkpoint file)."""
+    if Path(model).is_file():
+        return None
+    if model.startswith("experiment:"):
+        from saca_lab.tracking import latest_run
+
+        return latest_run(model[len("experiment:"):])
+    return model[len("runs:/"):].split("/")[0] if model.startswith("runs:/") else model
+
+
+def load_calibration(model: str) -> dict:
+    """The calibration scores stored with the run ``model`` names.
+
+    Raises
+    ------
+    InputError
+        If ``model`` is a checkpoint file, or the run has no scores; the message names the
+        run and how to get them.
+    """
+    import mlflow
+
+    from saca_lab import tracking
+
+    run_id = run_id_of(model)
+    if run_id is None:
+        raise InputError(f"--interval: {model} is a checkpoint file; the calibration scores are "
+                         "stored with its MLflow run: give --model RUN_ID")
+    try:
+        tracking.client().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        raise InputError(f"--model {model!r} is neither a checkpoint file nor an MLflow run id "
+                         f"in {tracking.tracking_uri()}") from None
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SCORES_ARTIFACT,
+                                                   tracking_uri=tracking.tracking_uri())
+    except (mlflow.exceptions.MlflowException, OSError):
+        raise InputError(f"--interval: run {run_id} has no calibration scores ({SCORES_ARTIFACT}); "
+                         f"it kept no calibration samples aside. To get them, "
+                         f"{HOW_TO_GET_SCORES}") from None
+    record = json.loads(Path(path).read_text())
+    if not isinstance(record.get("scores"), dict):
+        raise InputError(f"--interval: run {run_id}: {SCORES_ARTIFACT} holds no scores")
+    return record
+
+
+def study_calibration(overrides) -> float:
+    """The calibration share of a study's deep fits: the last ``data.split.calibration=X`` of
+    its ``--set`` items, else :data:`COMPARE_CALIBRATION` (a study's split replaces the
+    config's, so the item is read here)."""
+    value = COMPARE_CALIBRATION
+    for item in overrides:
+        key, _, raw = str(item).partition("=")
+        if key.strip() == "data.split.calibration":
+            try:
+                value = float(raw)
+            except ValueError:
+                raise InputError(f"--set data.split.calibration must be a number in (0, 0.9], "
+                                 f"got {raw!r}") from None
+    if not 0.0 < value <= 0.9:
+        raise InputError(f"--set data.split.calibration must be in (0, 0.9] with --interval "
+                         f"(deep models need calibration samples), got {value!r}")
+    return value
+
+
+def attach_bounds(rows: list[dict], y_pred, scores, level: float, sigma=None) -> None:
+    """Add a deep fit's split-conformal bounds (and, with ``sigma``, its Gaussian ones) to its
+    prediction rows, in the same order as ``y_pred``. The scores come from the run's
+    calibration samples; the test rows are only scored afterwards."""
+    if scores is None:  # the fit's config kept no calibration samples: a caller's bug
+        raise RuntimeError("a deep fit of an --interval study stored no calibration scores")
+    lo, hi = split_conformal_interval(y_pred, scores, level)
+    for row, a, b in zip(rows, lo, hi, strict=True):
+        row.update(y_lo=float(a), y_hi=float(b), interval_method="split",
+                   n_calibration=int(np.size(scores)))
+    if sigma is not None:
+        lo, hi = gaussian_interval(y_pred, sigma, level)
+        for row, s, a, b in zip(rows, sigma, lo, hi, strict=True):
+            row.update(y_sigma=float(s), y_lo_sigma=float(a), y_hi_sigma=float(b))
+
+
+def with_bounds(pred: np.ndarray, columns: list[str], targets: list[str], record: dict,
+                level: float) -> tuple[np.ndarray, list[str]]:
+    """Insert ``<t>_lo`` / ``<t>_hi`` after each target's columns (its mean and, for GLL, std):
+    the split-conformal interval at ``level`` from ``record`` (:func:`calibration_record`)."""
+    missing = [t for t in targets if t not in record["scores"]]
+    if missing:
+        raise InputError(f"--interval: the run's calibration scores lack target(s) {missing}")
+    out_cols, parts = [], []
+    for t in targets:
+        own = [i for i, c in enumerate(columns) if c in (t, f"{t}_std")]
+        lo, hi = split_conformal_interval(pred[:, columns.index(t)], record["scores"][t], level)
+        parts += [pred[:, own], lo[:, None], hi[:, None]]
+        out_cols += [columns[i] for i in own] + [f"{t}_lo", f"{t}_hi"]
+    return np.hstack(parts), out_cols
