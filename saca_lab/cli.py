@@ -223,8 +223,11 @@ def _cmd_train(args) -> int:
         rmse = result.test_sample[f"test_sample_rmse_{name}"]
         print(f"  {name:>6}: test R2 {r2:7.4f}  RMSE {rmse:.4g} %  (per sample)")
     if result.calibration:
-        print(f"  calibration scores of {len(result.calibration['sample_ids'])} samples "
-              "stored: saca-lab predict --interval 0.9 reads them")
+        from saca_lab.training.conformal import finite_levels
+
+        n = len(result.calibration["sample_ids"])
+        print(f"  calibration scores of {n} samples stored: saca-lab predict --interval LEVEL "
+              f"reads them (finite bounds up to level {finite_levels(n):.3g})")
     return 0
 
 

@@ -140,8 +140,8 @@ def read_experiment(path: str | os.PathLike) -> dict:
     Raises
     ------
     InputError
-        The file or a base is missing, is not YAML, is not a mapping, or the bases form a cycle;
-        the message names the file.
+        The file or a base is missing, is not YAML, is not a mapping, sets ``name``, or the
+        bases form a cycle; the message names the file.
     """
     return _read_chain(Path(path), ())
 
@@ -163,6 +163,10 @@ def _read_chain(path: Path, chain: tuple[Path, ...]) -> dict:
         raise InputError(f"{path}: {e}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: an experiment file is a mapping of sections")
+    if chain and "name" in raw:
+        # a base's name would name every child (and its MLflow experiment) alike
+        raise InputError(f"{path}: a base file must not set name (included by {chain[-1]}); "
+                         "each experiment is named by its own file")
     base = raw.pop("base", None)
     if base is None:
         return raw

@@ -37,13 +37,24 @@ def predict_to_csv(model: str, input_path: str, out: str | os.PathLike,
     from saca_lab.tracking import resolve_checkpoint
     from saca_lab.training.predictor import Predictor
 
-    record = None
+    record, precision = None, "auto"
     if interval is not None:
-        from saca_lab.training.conformal import conformal_quantile, load_calibration, with_bounds
+        from saca_lab.training.conformal import (
+            conformal_quantile,
+            load_calibration,
+            run_id_of,
+            warn_if_unbounded,
+            with_bounds,
+        )
 
         conformal_quantile([], interval)  # the level is checked before anything is read
+        # one run for the scores and the weights, even if experiment:NAME gains a newer run
+        model = run_id_of(model) or model
         record = load_calibration(model)
-    predictor = Predictor(resolve_checkpoint(model))
+        warn_if_unbounded(record, interval)
+        # the scores were computed in fp32 (the test pass); the predictions they widen are too
+        precision = "32-true"
+    predictor = Predictor(resolve_checkpoint(model), precision=precision)
     wl, x, ids = _load_input(input_path)
     pred = predictor.predict_table(wl, x)
     columns = list(predictor.columns)

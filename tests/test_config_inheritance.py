@@ -217,3 +217,10 @@ def test_code_defaults_come_from_the_schema():
     dm.feature_spec.airpls["lam"] = -1.0  # a data module's copy, not the defaults
     assert DEFAULTS["data"]["preprocessing"]["airpls"] == airpls
     assert SpectraDataModule({"preset": "slag"}).feature_spec.airpls == airpls
+
+
+def test_a_base_that_names_an_experiment_is_refused(tmp_path):
+    _write(tmp_path / "b.yaml", "name: shared\nmodel: {name: trcnn_1d}\n")
+    child = _write(tmp_path / "c.yaml", "base: b.yaml\n")
+    with pytest.raises(InputError, match=r"b.yaml: a base file must not set name"):
+        load_config(child)

@@ -216,3 +216,13 @@ def test_compare_interval_gives_deep_models_split_conformal_and_gll_sigma(train_
         run_compare(train_data["slag"], "Mn", "gll", sizes="8", repeats=1, out_dir=out, n_jobs=1,
                     epochs=1, progress=False, interval=0.5,
                     overrides=["data.shots=average", "data.split.calibration=0"])
+
+
+def test_too_few_scores_are_named_with_the_highest_finite_level():
+    from saca_lab.training.conformal import finite_levels, unbounded_note
+
+    assert unbounded_note(9, 0.9) is None  # rank ceil(10 * 0.9) = 9 <= 9
+    note = unbounded_note(8, 0.9)
+    assert note and "8 calibration scores" in note and "0.889" in note
+    assert finite_levels(14) == pytest.approx(14 / 15)
+    assert unbounded_note(3, 0.75) is None and unbounded_note(3, 0.76)

@@ -182,3 +182,24 @@ def test_batched_fetch_gives_the_per_item_batches(train_data):
     for got, want in zip(batches, plain, strict=True):
         for g, w in zip(got, want, strict=True):
             assert torch.equal(g, w)
+
+
+def test_spawned_rank_leaves_the_process_group_after_its_work(tmp_path):
+    """The spawn launcher's per-rank function hands its result back, then leaves the group (a
+    rank exiting with gloo's threads alive can abort: SIGABRT seen in CI)."""
+    import queue
+
+    import torch.distributed as dist
+
+    from saca_lab.training.spawn import SpawnDDPStrategy, _LeavingLauncher
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
+    try:
+        results = queue.Queue()
+        launcher = _LeavingLauncher(SpawnDDPStrategy(), start_method="spawn")
+        launcher._wrapping_function(0, None, lambda: 42, (), {}, results)
+        assert results.get_nowait() == 42
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -369,3 +369,28 @@ def test_pipelines_trcsl_1d_and_2d_inputs():
     stack = make_pipeline(ShotAverager(), MinMaxPerSpectrum())
     averaged = stack.fit_transform(spectra.reshape(2, 2, -1))
     assert averaged.shape == (2, TRCSL_GRID.size) and averaged.max() == 1.0
+
+
+def test_airpls_runs_where_no_numba_cache_folder_is_writable(tmp_path):
+    """A read-only install run with a read-only HOME: numba finds no cache locator; the kernel
+    is then compiled in the process instead of failing at import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numba.core.caching as c\n"
+        "def refuse(self): raise OSError('read-only')\n"
+        "c._CacheLocator.ensure_cache_path = refuse\n"
+        "import numpy as np\n"
+        "from saca_lab.preprocessing import AirPLS\n"
+        "x = np.linspace(0, 1, 300)\n"
+        "y = np.vstack([np.exp(-((x - 0.5) / 0.01) ** 2) + 0.3 * x + 0.1] * 2)\n"
+        "out = AirPLS().fit_transform(y)\n"
+        "assert out.shape == y.shape and np.isfinite(out).all()\n"
+        "print('ok')\n"
+    )
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "NUMBA_CACHE_DIR": ""}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

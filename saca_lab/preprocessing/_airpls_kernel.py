@@ -27,6 +27,22 @@ from scipy.special import comb
 MAX_EXPONENT_ITERATION = 50
 
 
+def _compiled(func):
+    """``njit`` with numba's on-disk cache where a cache folder is writable.
+
+    numba caches in ``__pycache__`` beside this file, else in ``~/.cache/numba`` (or
+    ``$NUMBA_CACHE_DIR``); where none is writable (a read-only install run with a read-only
+    HOME) ``cache=True`` would raise at import, so the kernel is compiled once per process
+    instead.
+    """
+    dispatcher = njit(nogil=True, error_model="numpy")(func)
+    try:
+        dispatcher.enable_caching()
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        pass
+    return dispatcher
+
+
 def difference_penalty_bands(n_points: int, order: int) -> np.ndarray:
     """Lower bands of ``D'D`` for the ``order``-th difference matrix ``D``.
 
@@ -60,7 +76,7 @@ def difference_penalty_bands(n_points: int, order: int) -> np.ndarray:
     return bands
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_compiled
 def airpls_spectra(Y, y_l1, bands, max_iter, tol, out, n_iter, early):  # pragma: no cover
     """airPLS of every row of ``Y`` into ``out`` (see ``baseline.airpls_batch``).
 
@@ -122,7 +138,7 @@ def airpls_spectra(Y, y_l1, bands, max_iter, tol, out, n_iter, early):  # pragma
             scale = min(iteration, MAX_EXPONENT_ITERATION) / below_l1
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_compiled
 def airpls_spectra_order2(Y, y_l1, bands, max_iter, tol, out, n_iter, early):  # pragma: no cover
     """:func:`airpls_spectra` for ``order == 2`` (TrCSL's), with the recursions' state in
     registers: about 1.3x faster than the general kernel, whose inner loops over the bands

@@ -126,6 +126,29 @@ def calibration_record(module, dm) -> dict | None:
     return record
 
 
+def finite_levels(n_scores: int) -> float:
+    """The highest level whose split-conformal interval is finite with ``n_scores`` scores."""
+    return n_scores / (n_scores + 1)
+
+
+def unbounded_note(n_scores: int, level: float) -> str | None:
+    """A warning when ``n_scores`` give an infinite interval at ``level``, else None."""
+    if conformal_quantile(np.zeros(n_scores), level) < math.inf:
+        return None
+    return (f"{n_scores} calibration scores give infinite bounds at level {level:g} (finite up to "
+            f"{finite_levels(n_scores):.3g}; at 0.9 it takes 9): keep more calibration samples "
+            "(data.split.calibration) or ask a lower --interval")
+
+
+def warn_if_unbounded(record: dict, level: float) -> None:
+    """Print :func:`unbounded_note` to stderr for a stored calibration record."""
+    import sys
+
+    note = unbounded_note(min(len(v) for v in record["scores"].values()), level)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+
+
 def log_calibration(client, run_id: str, record: dict) -> None:
     """Store ``record`` as the run's :data:`SCORES_ARTIFACT` (plain JSON)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,15 +207,16 @@ def study_calibration(overrides) -> float:
     """The calibration share of a study's deep fits: the last ``data.split.calibration=X`` of
     its ``--set`` items, else :data:`COMPARE_CALIBRATION` (a study's split replaces the
     config's, so the item is read here)."""
+    from saca_lab.config import parse_override
+
     value = COMPARE_CALIBRATION
     for item in overrides:
-        key, _, raw = str(item).partition("=")
-        if key.strip() == "data.split.calibration":
-            try:
-                value = float(raw)
-            except ValueError:
-                raise InputError(f"--set data.split.calibration must be a number in (0, 0.9], "
-                                 f"got {raw!r}") from None
+        key, raw = parse_override(item) if isinstance(item, str) else item
+        if key == "data.split.calibration":
+            value = raw
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"--set data.split.calibration must be a number in (0, 0.9], "
+                         f"got {value!r}")
     if not 0.0 < value <= 0.9:
         raise InputError(f"--set data.split.calibration must be in (0, 0.9] with --interval "
                          f"(deep models need calibration samples), got {value!r}")

@@ -2,9 +2,11 @@
 
 One pass over the test set gives the predictions, the per-item metrics (the module's
 ``test_step``, logged by Lightning) and, from the same predictions, the per-sample metrics and
-the predicted-vs-true figure. The pass runs on one device in full precision (fp32): a
-``bf16-mixed`` fit is tested as its checkpoint is used for inference (the pyfunc model and
-``saca-lab predict`` run in fp32), and a multi-process fit is tested once, on every test item.
+the predicted-vs-true figure. The pass runs on one device in full precision (fp32), whatever
+the fit's precision, so the metrics do not depend on the CPU's bf16 support; ``saca-lab
+predict`` and the pyfunc model use ``auto`` (bf16 where the CPU has it natively, within ~2e-3
+of fp32; BENCHMARKS.md "inference"), except with an interval, whose calibration scores come
+from this fp32 pass. A multi-process fit is tested once, on every test item.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from saca_lab import tracking
 from saca_lab.config import dump_config, flatten
 from saca_lab.training.reporting import per_sample_metrics, plot_pred_vs_true
 from saca_lab.training.result import RunResult, TestPredictions
+from saca_lab.training.spawn import leave_process_group
 
 if TYPE_CHECKING:
     from saca_lab.training.run import RunSetup
@@ -65,13 +68,10 @@ def make_tester(trainer: pl.Trainer, train: dict, precision: str, logger, progre
     Testing under DDP would shard the test samples over the ranks, pad the shards with
     repeated items (DistributedSampler) and log from every rank; here the test runs once, in
     this process (rank 0), on every test item. Under ``ddp`` (the command re-run per rank) the
-    other ranks have returned, so the process group is taken down first: torchmetrics would
+    other ranks leave the process group after fit, and so does this one first: torchmetrics would
     otherwise wait for them to sync.
     """
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    leave_process_group()  # with the other ranks, which return after fit (training/run.py)
     root = trainer.strategy.root_device
     devices = [root.index] if root.type == "cuda" else 1
     tester = pl.Trainer(accelerator=train["accelerator"], devices=devices,
@@ -79,7 +79,8 @@ def make_tester(trainer: pl.Trainer, train: dict, precision: str, logger, progre
                         deterministic=True, enable_progress_bar=progress, enable_model_summary=False,
                         plugins=[trainer.strategy.checkpoint_io])
     # the fit's epoch and step counters: the test metrics are logged at the fit's last step and
-    # epoch, as a test on the fit's own Trainer logs them
+    # epoch, as a test on the fit's own Trainer logs them (under ddp_spawn the ranks' counters
+    # stay in the ranks, so this process's are 0)
     tester.fit_loop.load_state_dict(trainer.fit_loop.state_dict())
     return tester
 

@@ -146,9 +146,11 @@ def _pyfunc_class():
         def load_context(self, context) -> None:
             import json
 
-            self.predictor = Predictor(context.artifacts["checkpoint"])
             scores = context.artifacts.get("calibration_scores")  # JSON: numbers only
             self.calibration = json.loads(Path(scores).read_text()) if scores else None
+            # intervals widen fp32 predictions: the scores come from the fp32 test pass
+            self.predictor = Predictor(context.artifacts["checkpoint"],
+                                       precision="32-true" if scores else "auto")
 
         def predict(self, context, model_input, params=None):
             """``params={"interval": 0.9}`` adds ``<target>_lo`` / ``<target>_hi`` (the run's

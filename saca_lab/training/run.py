@@ -38,7 +38,7 @@ from saca_lab.training.checkpoint import load_checkpoint
 from saca_lab.training.evaluate import evaluate
 from saca_lab.training.module import SpectraRegressor
 from saca_lab.training.result import RunResult
-from saca_lab.training.spawn import trainer_strategy
+from saca_lab.training.spawn import leave_process_group, trainer_strategy
 from saca_lab.training.transfer import (
     CacheFrozenFeatures,
     FreezeFeatures,
@@ -154,10 +154,9 @@ def run_experiment(cfg: dict, *, progress: bool = True, callbacks: list | None =
             # ``ddp``: a re-run of the command for a rank > 0; rank 0 tests, logs and reports,
             # and its folder holds the checkpoint
             shutil.rmtree(setup.workdir, ignore_errors=True)
-            # leave the group as rank 0 does before its test pass: gloo's threads torn down
-            # at interpreter exit can abort the process (see training/spawn.py)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            # leave the group with rank 0, which does so before its test pass (make_tester):
+            # gloo's threads torn down at interpreter exit can abort the process (spawn.py)
+            leave_process_group()
             return RunResult(run_id=None, rank=trainer.global_rank)
         result = evaluate(setup, trainer, progress=progress)
         resuming.finish(result.run_id, setup.logger.experiment)
