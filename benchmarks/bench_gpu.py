@@ -177,7 +177,7 @@ def fmt_time(s: float) -> str:
 
 def protocol_estimate(step_s: dict[str, float]) -> tuple[list[str], str]:
     """Rows for the main runs of the full protocol, and the planner's whole-reproduction total."""
-    from saca_lab.reproduce.plan_cost import BATCH, Estimate, dataset_size
+    from saca_lab.reproduce.plan_cost import Estimate, batch_sizes, dataset_size
     from saca_lab.reproduce.settings import FULL
 
     def items(which: str, k) -> int:
@@ -186,11 +186,11 @@ def protocol_estimate(step_s: dict[str, float]) -> tuple[list[str], str]:
         return round(size.samples * per * 0.7)
 
     runs = [("TrCSL 2D pre-training (slag)", "trcsl", FULL.pretrain_epochs, items("slag", FULL.shots),
-             BATCH["trcsl"], False),
+             batch_sizes()["trcsl"], False),
             ("TrCSL 2D fine-tuning (carbon steel, head only)", "trcsl", FULL.finetune_epochs,
-             items("carbon_steel", FULL.shots), BATCH["trcsl"], True),
+             items("carbon_steel", FULL.shots), batch_sizes()["trcsl"], True),
             ("SACA `resnet_dcnn` (stainless, epoch cap)", "resnet_dcnn", FULL.saca_epochs,
-             items("stainless", FULL.saca_shots), BATCH["saca"], False)]
+             items("stainless", FULL.saca_shots), batch_sizes()["saca"], False)]
     rows = []
     for label, model, epochs, n, batch, head_only in runs:
         est = Estimate(step_s)

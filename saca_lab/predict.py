@@ -34,7 +34,7 @@ def predict_to_csv(model: str, input_path: str, out: str | os.PathLike,
                    interval: float | None = None) -> Path:
     """Predict every sample of ``input_path`` into the CSV ``out``; ``interval`` (a level in
     (0, 1)) adds ``<target>_lo`` / ``<target>_hi`` (InputError if the run stored no scores)."""
-    from saca_lab.tracking import resolve_checkpoint
+    from saca_lab.tracking import resolve_checkpoint, run_id_of
     from saca_lab.training.predictor import Predictor
 
     record, precision = None, "auto"
@@ -42,7 +42,6 @@ def predict_to_csv(model: str, input_path: str, out: str | os.PathLike,
         from saca_lab.training.conformal import (
             conformal_quantile,
             load_calibration,
-            run_id_of,
             warn_if_unbounded,
             with_bounds,
         )

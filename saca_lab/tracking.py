@@ -177,6 +177,17 @@ def latest_run(experiment: str) -> str:
 CHECKPOINT_ARTIFACT = "checkpoints/model.ckpt"
 
 
+def run_id_of(source: str | os.PathLike) -> str | None:
+    """The MLflow run id a model source names: a run id as it is, ``runs:/RUN_ID[/...]``, or
+    ``experiment:NAME`` (the newest finished run of that experiment); None for a file."""
+    if Path(source).is_file():
+        return None
+    source = str(source)
+    if source.startswith("experiment:"):
+        return latest_run(source[len("experiment:"):])
+    return source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else source
+
+
 def resolve_checkpoint(source: str | os.PathLike) -> str:
     """A local checkpoint file from a path, an MLflow run id, ``runs:/RUN_ID`` or
     ``experiment:NAME`` (the newest finished run of that experiment); a run's checkpoint is
@@ -195,9 +206,7 @@ def resolve_checkpoint(source: str | os.PathLike) -> str:
     from saca_lab.errors import InputError
 
     source = str(source)
-    if source.startswith("experiment:"):
-        source = latest_run(source[len("experiment:"):])
-    run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else source
+    run_id = run_id_of(source)
     try:
         client().get_run(run_id)
     except mlflow.exceptions.MlflowException:

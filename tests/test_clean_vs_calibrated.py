@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -91,3 +92,47 @@ def test_a_stale_summary_is_recomputed_and_a_directory_is_refused(tmp_path, monk
     assert calls[0] == ("fig14", "calibrated", tmp_path)
     with pytest.raises(InputError, match="dataset directory"):
         cvc.clean_mode(get_mode("quick", [f"slag={tmp_path}"]))
+
+
+SLOW = {"step_seconds": {"trcsl_1d": 0.03, "trcsl": 2.2, "resnet_dcnn_small": 0.15},
+        "precision": {"trcsl_1d": "32-true", "trcsl": "32-true", "resnet_dcnn_small": "32-true"},
+        "airpls_seconds": 0.005, "machine": "test machine"}
+
+
+def test_quick_only_clean_vs_calibrated_runs_both_sides(tmp_path, monkeypatch, capsys, mlflow_tmp):
+    from saca_lab.cli import main
+    from saca_lab.reproduce import plan as plan_mod
+    from saca_lab.reproduce import plan_cost
+
+    monkeypatch.setattr(plan_cost, "measure_step_times", lambda models, steps=0: dict(SLOW))
+    data = str(tmp_path / "data")
+    # a whole quick report skips it, and its plan says so
+    whole = plan_mod.make_plan("quick", budget_minutes=None, measured=SLOW, data_root=data)
+    assert whole.estimate["clean_vs_calibrated"]["runs"] == 0
+    assert whole.describe("clean_vs_calibrated").startswith("skipped")
+    assert main(["reproduce", "--quick", "--plan", str(tmp_path / "p.yaml"), "--data-root", data]) == 0
+    assert re.search(r"clean_vs_calibrated +0 +0\.0  skipped", capsys.readouterr().out)
+    # named in --only it runs; its estimate holds both sides (the calibrated one runs here too)
+    named = plan_mod.make_plan("quick", only=["clean_vs_calibrated"], measured=SLOW, data_root=data)
+    both = plan_mod.make_plan("quick", only=["fig14", "transfer", "clean_vs_calibrated"], measured=SLOW,
+                              data_root=data)
+    assert named.set["clean_vs_calibrated"] is True and "nuisance: none" in named.describe("clean_vs_calibrated")
+    assert named.estimate["clean_vs_calibrated"]["runs"] == sum(e["runs"] for e in both.estimate.values())
+    # an explicit --set wins over --only
+    off = plan_mod.make_plan("quick", ["clean_vs_calibrated=false"], only=["clean_vs_calibrated"],
+                             measured=SLOW, data_root=data)
+    assert off.set["clean_vs_calibrated"] is False
+
+    calls = []
+    _fake_figures(monkeypatch, calls)
+    out = tmp_path / "rep"
+    argv = ["reproduce", "--quick", "--only", "clean_vs_calibrated", "--out", str(out), "--data-root", data,
+            "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert [(f, lvl) for f, lvl, _ in calls] == [("fig14", "calibrated"), ("transfer", "calibrated"),
+                                                 ("fig14", "none"), ("transfer", "none")]
+    report = (out / "report.md").read_text()
+    section = report.split("## Clean vs calibrated", 1)[1]
+    assert "slag `calibrated`, carbon-steel `calibrated`" in section and "`nuisance: none`" in section
+    assert "| plsr R2 below 20 samples (max of means) | < 0.6 | 0.550 | agrees | 0.980 | differs |" in section
+    assert "reruns Fig. 14 and the transfer study with `nuisance: none`" in report  # the header line

@@ -184,7 +184,7 @@ def test_batched_fetch_gives_the_per_item_batches(train_data):
             assert torch.equal(g, w)
 
 
-def test_spawned_rank_leaves_the_process_group_after_its_work(tmp_path):
+def test_spawned_rank_leaves_the_process_group_after_its_work(tmp_path, monkeypatch):
     """The spawn launcher's per-rank function hands its result back, then leaves the group (a
     rank exiting with gloo's threads alive can abort: SIGABRT seen in CI)."""
     import queue
@@ -193,10 +193,13 @@ def test_spawned_rank_leaves_the_process_group_after_its_work(tmp_path):
 
     from saca_lab.training.spawn import SpawnDDPStrategy, _LeavingLauncher
 
+    # as set: Lightning's launcher otherwise sets this process's threads and OMP_NUM_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1)
     try:
         results = queue.Queue()
-        launcher = _LeavingLauncher(SpawnDDPStrategy(), start_method="spawn")
+        launcher = _LeavingLauncher(SpawnDDPStrategy(parallel_devices=[torch.device("cpu")]),
+                                    start_method="spawn")
         launcher._wrapping_function(0, None, lambda: 42, (), {}, results)
         assert results.get_nowait() == 42
         assert not dist.is_initialized()

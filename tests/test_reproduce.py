@@ -222,3 +222,31 @@ def test_fig11_and_fig12_skip_an_element_that_is_not_a_target(tmp_path, monkeypa
     c12 = next(r for r in figs_training.fig12(ctx).rows if r.quantity == "best model for C (R2)")
     for row in (c11, c12):
         assert row.ours == "not measured" and row.verdict == "n/a" and "not a target" in row.note
+
+
+def test_override_pairs_render_as_the_reproduction_always_wrote_them():
+    from saca_lab.config import load_config
+    from saca_lab.reproduce.context import EXPERIMENTS, override_text
+
+    pairs = [("data.dataset", {"preset": "slag", "samples": 30}), ("data.dataset", "/data/slag"),
+             ("data.shots", 30), ("data.shots", "each"), ("tracking.log_model", False),
+             ("data.preprocessing.airpls", None), ("model.name", "trcsl_1d"), ("train.lr", 1e-3),
+             "train.max_epochs=3"]
+    # the text names run locks and sweep studies: it must stay as it was
+    assert [override_text(p) for p in pairs] == [
+        'data.dataset={"preset": "slag", "samples": 30}', 'data.dataset="/data/slag"',
+        "data.shots=30", "data.shots=each", "tracking.log_model=false",
+        "data.preprocessing.airpls=null", "model.name=trcsl_1d", "train.lr=0.001", "train.max_epochs=3"]
+    # and the text configures a run as the pairs do
+    for pair in pairs[:1] + pairs[2:]:
+        path = EXPERIMENTS / "trcsl_1d_pretrain_slag.yaml"
+        assert load_config(path, [override_text(pair)]) == load_config(path, [pair]), pair
+
+
+def test_plan_batch_sizes_are_the_experiment_files():
+    from saca_lab.config import load_config
+    from saca_lab.reproduce.context import EXPERIMENTS
+    from saca_lab.reproduce.plan_cost import BATCH_FILES, batch_sizes
+
+    for family, stem in BATCH_FILES.items():
+        assert batch_sizes()[family] == load_config(EXPERIMENTS / f"{stem}.yaml")["data"]["batch_size"]

@@ -38,6 +38,9 @@ def test_resolve_checkpoint_from_a_path_a_run_and_nothing(mlflow_tmp):
     for source in (run, f"runs:/{run}", "experiment:ckpt"):
         path = tracking.resolve_checkpoint(source)
         assert open(path, "rb").read() == b"not read here", source
+    # the same parsing gives the run id (predict --interval reads its scores by it)
+    assert tracking.run_id_of(ckpt) is None
+    assert {tracking.run_id_of(s) for s in (run, f"runs:/{run}/checkpoints", "experiment:ckpt")} == {run}
     with pytest.raises(InputError, match="neither a checkpoint file nor an MLflow run id"):
         tracking.resolve_checkpoint("no-such-run")
     with pytest.raises(InputError, match="no finished run in MLflow experiment 'empty'"):

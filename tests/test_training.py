@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 from saca_lab.cli import main
 from saca_lab.config import load_config
@@ -200,3 +201,57 @@ def test_subset_split_draws_distinct_samples_within_the_dataset():
     assert set(np.concatenate([a.train, a.test]).tolist()) != set(np.concatenate([b.train, b.test]).tolist())
     with pytest.raises(InputError, match="larger than the dataset"):
         make_split(8, {"train": 0.7, "val": 0.0, "test": 0.3, "seed": 0, "subset": 10})
+
+
+class _TrainSpy(Callback):
+    """Sample indices of every training batch."""
+
+    def __init__(self) -> None:
+        self.train: set[int] = set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.train |= set(batch[2].tolist())
+
+
+def test_collected_predictions_and_calibration_scores_match_a_fresh_forward_pass(train_data, mlflow_tmp):
+    from saca_lab.models import model_info
+    from saca_lab.training.module import SpectraRegressor
+    from saca_lab.training.reporting import sample_means
+    from saca_lab.training.run import build_datamodule
+
+    path = Path(EXPERIMENTS[0]).with_name("trcsl_1d_pretrain_slag.yaml")
+    cfg = load_config(path, [f"data.dataset={train_data['slag']}", "train.max_epochs=2",
+                             "data.shots=5", "tracking.log_model=false",
+                             "data.split={train: 0.5, val: 0.2, test: 0.3, seed: 2, calibration: 0.5}"])
+    spy = _TrainSpy()
+    result = run_experiment(cfg, progress=False, callbacks=[spy])
+    dm = build_datamodule(cfg, model_info(cfg["model"]["name"]).input_kind, result.feature_spec)
+    dm.setup()
+    calibration = set(dm.split.calibration.tolist())
+    # no training batch holds a calibration sample (the scores need unseen samples)
+    assert calibration and spy.train == set(dm.split.train.tolist())
+    assert spy.train.isdisjoint(calibration)
+    # the tested weights, read back from the checkpoint, through a plain forward pass
+    module = SpectraRegressor.from_checkpoint(result.checkpoint).eval()
+
+    def forward(indices):
+        x, y, groups = dm._part(np.sort(indices))
+        with torch.no_grad():
+            return groups, y, module(torch.from_numpy(x)).numpy()
+
+    groups, y, pred = forward(dm.split.test)
+    got = result.predictions
+    order = np.argsort(got.groups, kind="stable")
+    np.testing.assert_array_equal(got.groups[order], groups)
+    np.testing.assert_allclose(got.y_true[order], y)
+    np.testing.assert_allclose(got.y_pred[order], pred, rtol=1e-5, atol=1e-5)
+    # the calibration scores: the same weights on the calibration samples, shots averaged
+    groups, y, pred = forward(dm.split.calibration)
+    ids, y_true = sample_means(y, groups)
+    _, y_pred = sample_means(pred, groups)
+    record = result.calibration
+    assert record["sample_ids"] == [dm.ds.sample_ids[int(i)] for i in ids]
+    for j, t in enumerate(record["targets"]):
+        np.testing.assert_allclose(record["y_pred"][t], y_pred[:, j], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(record["scores"][t], np.abs(y_true[:, j] - y_pred[:, j]),
+                                   rtol=1e-5, atol=1e-5)

@@ -145,4 +145,112 @@ def test_transfer_figure_end_to_end(train_data, mlflow_tmp, tmp_path):
         assert int(s["n"]) == want["n"]
     rows = [r for r in _read(out / "paper_vs_ours.csv") if r["figure"] == "Transfer"]
     assert any(r["quantity"].startswith("TrCSL's claim") for r in rows)
+    assert any("slope/bias" in r["quantity"] for r in rows)
+    assert any("PLSR on slag + steel" in r["quantity"] for r in rows)
+    assert "tests on 2" in text  # the 5-sample draws say how little they test on
     assert all(r["verdict"] != "failed" for r in rows)
+
+
+def _spy_pls(monkeypatch):
+    """Record the rows every PLS inside the calibration-transfer baselines is fitted on."""
+    import saca_lab.baselines.calibration_transfer as ct
+
+    seen = []
+
+    class Spy(ct.PLSRCV):
+        def fit(self, X, y, groups=None):
+            seen.append(np.array(X, copy=True))
+            return super().fit(X, y, groups=groups)
+
+    monkeypatch.setattr(ct, "PLSRCV", Spy)
+    return seen
+
+
+def _toy_domains(seed=0):
+    """Carbon steel (20 samples) and slag (30) sharing a linear response, steel's scaled by 2
+    and shifted by 1: a case where a slope/bias correction of the slag model is exact."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(12, 2))
+    x_slag = rng.normal(size=(30, 12))
+    x_steel = rng.normal(size=(20, 12))
+    return x_steel, 1.0 + 2.0 * x_steel @ w, x_slag, x_slag @ w
+
+
+def test_calibration_transfer_baselines_join_every_draw(monkeypatch):
+    from saca_lab.reproduce import figs_transfer
+
+    x, y, xs, ys = _toy_domains()
+    seen = _spy_pls(monkeypatch)
+    draws, _ = plan_draws(20, "10,20", 2)
+    for draw in draws:
+        seen.clear()
+        out = figs_transfer._baseline_scores(x, y, (xs, ys), draw, ["Mn", "Cr"])
+        assert set(out) == {(m, el) for m in figs_transfer.BASELINES for el in ("Mn", "Cr")}
+        assert set(figs_transfer.BASELINES) | {"head", "all", "scratch", "gll"} == set(MODELS)
+        # slope/bias of the slag model is exact here; PLS on 7 steels alone is not asked to be
+        assert out[("slope_bias", "Mn")][0] > 0.99 and out[("slope_bias", "Cr")][0] > 0.99
+        train, test = {tuple(r) for r in x[draw.split.train]}, {tuple(r) for r in x[draw.split.test]}
+        slag = {tuple(r) for r in xs}
+        # (g) fits its master on slag alone, (h) on slag + the draw's training rows (per element)
+        assert len(seen) == 4
+        for X in seen:
+            rows = {tuple(r) for r in X}
+            assert not rows & test, "a calibration-transfer model saw a test sample"
+        assert {tuple(r) for r in seen[0]} == slag == {tuple(r) for r in seen[1]}
+        assert {tuple(r) for r in seen[2]} == slag | train == {tuple(r) for r in seen[3]}
+        assert len(seen[2]) == len(xs) + draw.split.train.size
+
+
+def test_source_data_is_the_pretrainings_training_slag(monkeypatch, tmp_path):
+    from saca_lab import tracking
+    from saca_lab.reproduce import figs_transfer
+
+    ids = [f"slag_{i:03d}" for i in range(8)]
+    split = {"train": ["slag_005", "slag_001", "slag_006"], "test": ["slag_002", "slag_007"]}
+
+    class Slag:
+        sample_ids = ids
+        path = tmp_path
+
+        @staticmethod
+        def target_matrix(elements):
+            return np.arange(8.0)[:, None] * np.ones(len(elements))
+
+    class Ctx:
+        @staticmethod
+        def dataset(which):
+            assert which == "slag"
+            return Slag()
+
+    class Client:
+        @staticmethod
+        def download_artifacts(run_id, path, dst):
+            out = tmp_path / "split.json"
+            out.write_text(json.dumps(split))
+            return str(out)
+
+    monkeypatch.setattr(tracking, "client", lambda: Client())
+    monkeypatch.setattr(figs_transfer, "_mean_features", lambda ds, spec: np.arange(8.0)[:, None] * 10)
+    pre = type("Pre", (), {"run_id": "r1"})()
+    x, y, used = figs_transfer._source_data(Ctx(), pre, {}, ["Mn", "Cr"])
+    assert used == split["train"]
+    assert x[:, 0].tolist() == [50.0, 10.0, 60.0] and y[:, 1].tolist() == [5.0, 1.0, 6.0]
+    split["train"] = ["slag_999"]
+    with pytest.raises(InputError, match="slag_999"):
+        figs_transfer._source_data(Ctx(), pre, {}, ["Mn"])
+
+
+def test_a_summary_written_before_the_calibration_transfer_models_still_reports():
+    """A transfer_summary.csv of a report made before (g) and (h) joined (the committed
+    reference report of an earlier version, read back by the clean-vs-calibrated section)."""
+    from pathlib import Path
+
+    from saca_lab.reproduce.clean_vs_calibrated import _transfer_summary
+    from saca_lab.reproduce.figs_transfer import summary_rows
+
+    old = Path(__file__).resolve().parents[1] / "docs" / "results" / "quick"
+    summary = [s for s in _transfer_summary(old)
+               if s["model"] not in ("slope_bias", "source_target")
+               and s["other"] not in ("slope_bias", "source_target")]
+    rows = summary_rows(summary)
+    assert rows and not any("slope" in r.quantity or "slag + steel" in r.quantity for r in rows)

@@ -102,12 +102,14 @@ def _display(path: Path) -> str:
 def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spec: dict,
                  seed: int, run_name: str, experiment: str, overrides: list[str],
                  epochs: int | None = None, airpls: bool = True, minmax: bool = True,
-                 windows: tuple | None = None) -> dict:
+                 windows: tuple | None = None, calibration: float | None = None) -> dict:
     """The resolved experiment config of one deep fit of the study.
 
     ``windows`` is ``(wavelengths, half_width)``: the line windows of the draw, written into a
     non-transfer model's ``data.lines`` (a transfer model reads its pre-training's windows,
-    which the study made the draw's windows).
+    which the study made the draw's windows). ``calibration`` is the share of the training
+    samples kept aside for split-conformal scores (``data.split.calibration``), None for the
+    split's own.
     """
     from saca_lab.compare.features import airpls_setting
     from saca_lab.config import apply_overrides, load_config, read_experiment
@@ -121,6 +123,8 @@ def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spe
     # head fitted to four targets against baselines fitted to one would compare two tasks
     items += [("data.dataset", str(dataset_path)), ("data.targets", [element]),
               ("data.split", dict(split_spec))]
+    if calibration is not None:  # after the split: the study's split replaces the config's
+        items.append(("data.split.calibration", calibration))
     if model.is_transfer:
         items.append(("transfer.from", model.transfer_from))
     else:
@@ -174,7 +178,6 @@ class DeepOutcome:
 
 def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> DeepOutcome:
     """Train and test one config; per-sample predictions of ``element`` on the test samples."""
-    from saca_lab.training.reporting import sample_means
     from saca_lab.training.run import run_experiment
 
     start = time.perf_counter()
@@ -187,9 +190,9 @@ def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> Dee
     pred = result.predictions  # the run's one test pass (saca_lab/training/evaluate.py)
     j = list(result.targets).index(element)
     ids, yt, yp = pred.sample_means()
-    sigma = pred.sigma
-    if sigma is not None:  # combined over a sample's items as its calibration scores' sigma
-        sigma = np.sqrt(sample_means(sigma ** 2, pred.groups)[1])[:, j]
+    sigma = pred.sample_sigma()  # the rule of the calibration scores' sigma
+    if sigma is not None:
+        sigma = sigma[:, j]
     calibration = result.calibration
     scores = None if calibration is None else np.asarray(calibration["scores"][element], float)
     return DeepOutcome(ids.astype(int), yt[:, j], yp[:, j], seconds, result.run_id,

@@ -221,10 +221,10 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
                     run_name=f"{name}-{what}", experiment=runs.experiment_name,
                     overrides=plan.deep_overrides_for(name), airpls=plan.airpls,
                     minmax=plan.normalize == "minmax",
-                    windows=(plan.lines_of(fit), plan.half_width) if plan.features == "lines" else None)
-                if plan.interval is not None:  # split conformal: scores from training samples
-                    cfg["data"]["split"]["calibration"] = conformal.study_calibration(
-                        plan.deep_overrides_for(name))
+                    windows=(plan.lines_of(fit), plan.half_width) if plan.features == "lines" else None,
+                    # split conformal: scores from training samples kept aside
+                    calibration=(None if plan.interval is None else
+                                 conformal.study_calibration(plan.deep_overrides_for(name))))
                 out = deep_mod.run_deep_fit(cfg, plan.element, child,
                                             {"compare.model": name, "compare.size": str(fit.size),
                                              "compare.repeat": str(fit.repeat)})

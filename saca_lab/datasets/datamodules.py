@@ -237,6 +237,10 @@ class SpectraDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+    def calibration_dataloader(self) -> DataLoader:
+        """The calibration samples (``data.split.calibration``), for the scores after the fit."""
+        return self._loader("calibration", shuffle=False)
+
     def input_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature mean and std of the training inputs (for standardisation).
 

@@ -12,7 +12,8 @@ is judged by the figures' own rules (:func:`~saca_lab.reproduce.figs_compare.fig
 :func:`~saca_lab.reproduce.figs_transfer.summary_rows`).
 
 The clean side doubles the cost of those two figures, so a mode may leave it out
-(``Mode.clean_vs_calibrated``; the quick mode does): the section then says so.
+(``Mode.clean_vs_calibrated``; the quick mode does): the section then says so. Named in
+``--only``, it runs in every mode (:func:`saca_lab.reproduce.plan.make_plan`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def clean_vs_calibrated(ctx: Context) -> FigureResult:
     if not m.clean_vs_calibrated:
         res.text = (f"Only the mode's level ran ({levels}): this mode leaves the clean side "
                     "(`nuisance: none`) out to save time (`clean_vs_calibrated=False`; the full "
-                    "mode runs it, or `--set clean_vs_calibrated=true`).")
+                    "mode runs it, as do `--only clean_vs_calibrated` and "
+                    "`--set clean_vs_calibrated=true`).")
         return res
     clean = clean_mode(m)
     # files written after this reproduction started belong to it (Context.started is a

@@ -55,7 +55,9 @@ def run(args) -> int:
         budget = DEFAULT_BUDGET[base] if args.budget is None else args.budget
         if not args.quiet:
             print("timing a few training steps of each model family for the plan ...", flush=True)
-        plan = make_plan(base, args.overrides, parse_only(args.only), budget, data_root=args.data_root)
+        # None, not every name: a figure a mode leaves out runs only when --only names it
+        plan = make_plan(base, args.overrides, parse_only(args.only) if args.only else None, budget,
+                         data_root=args.data_root)
     out = args.out or f"reports/{get_mode(plan.mode, args.overrides).name}"
     if args.plan is not None:
         path = plan.save(args.plan or f"{out}/plan.yaml")

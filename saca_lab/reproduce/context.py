@@ -16,13 +16,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from saca_lab import tracking
-from saca_lab.config import load_config, project_dir
+from saca_lab.config import Override, load_config, project_dir
 from saca_lab.reproduce.settings import Mode
 from saca_lab.training.provenance import PACKAGE_DIR, dataset_checksum, source_hash
 from saca_lab.training.result import RunResult
 
 EXPERIMENTS = project_dir("experiments")
 SWEEPS = project_dir("sweeps")
+
+
+#: Keys whose string values :func:`override_text` writes as JSON (quoted), as the reproduction
+#: always spelled them: a dataset spec is a mapping or a path.
+_JSON_TEXT_KEYS = frozenset({"data.dataset"})
+
+
+def override_text(item: Override) -> str:
+    """The ``KEY=VALUE`` text of an override for what identifies a run or a study (run-lock
+    names, sweep study names) and for log lines: ``--set`` text as it is, a ``(key, value)``
+    pair as the reproduction always wrote it: a string value bare (``model.name=trcsl``),
+    any other value, and :data:`_JSON_TEXT_KEYS`' strings, as JSON (``data.shots=30``,
+    ``tracking.log_model=false``, ``data.dataset={"preset": "slag"}``). Configs take the pairs
+    themselves (:func:`saca_lab.config.apply_overrides`); this text only names them, and must
+    not change: a sweep study is found again by it."""
+    if isinstance(item, str):
+        return item
+    key, value = item
+    return f"{key}={value if isinstance(value, str) and key not in _JSON_TEXT_KEYS else json.dumps(value)}"
 
 
 def reuse_key(cfg: dict, runtime=None) -> str:
@@ -88,27 +107,27 @@ class Context:
         spec = getattr(self.mode, which)
         return resolve_dataset(dict(spec) if isinstance(spec, dict) else str(spec), self.data_root)
 
-    def config(self, experiment: str, overrides: list[str]) -> dict:
+    def config(self, experiment: str, overrides: list[Override]) -> dict:
         return load_config(EXPERIMENTS / f"{experiment}.yaml", overrides)
 
-    def train(self, experiment: str, overrides: list[str], *, figure: str) -> RunResult:
+    def train(self, experiment: str, overrides: list[Override], *, figure: str) -> RunResult:
         """Run (or reuse) ``experiments/EXPERIMENT.yaml`` with overrides, under the figure's run.
 
         "Is there a finished run? else train it" holds a lock named by the experiment and its
         overrides (:func:`saca_lab.tracking.run_lock`): a second reproduction that needs the
         same run at the same time waits for it, then reuses it instead of training it again.
         """
-        name = hashlib.sha256(json.dumps([experiment, list(overrides)]).encode()).hexdigest()[:16]
-        with tracking.run_lock(name, f"another process is training {experiment} {' '.join(overrides)}"):
+        text = [override_text(o) for o in overrides]
+        name = hashlib.sha256(json.dumps([experiment, text]).encode()).hexdigest()[:16]
+        with tracking.run_lock(name, f"another process is training {experiment} {' '.join(text)}"):
             return self._train(experiment, overrides, figure=figure)
 
-    def _train(self, experiment: str, overrides: list[str], *, figure: str) -> RunResult:
+    def _train(self, experiment: str, overrides: list[Override], *, figure: str) -> RunResult:
         from saca_lab.training.run import run_experiment
 
         # One experiment for every training run, so figures share runs (Fig. 11 reuses Fig. 12's
         # TrCSL pairs); the figure's own experiment holds its plots and table.
-        overrides = [*overrides, "tracking.experiment=reproduce-training"]
-        cfg = self.config(experiment, overrides)
+        cfg = self.config(experiment, [*overrides, ("tracking.experiment", "reproduce-training")])
         # with the precision and memory format "auto" resolves to here: a run trained in bf16
         # elsewhere is not reused on a machine that trains in fp32
         from saca_lab.models import model_info
@@ -127,7 +146,7 @@ class Context:
         if resume:
             self.log(f"{figure}: resuming run {resume[:8]} ({cfg['name']}) from its last checkpoint")
         else:
-            self.log(f"{figure}: training {cfg['name']} ({' '.join(overrides[:-1])})")
+            self.log(f"{figure}: training {cfg['name']} ({' '.join(map(override_text, overrides))})")
         return run_experiment(cfg, progress=False, resume=resume,
                               tags={"reproduce_key": key, "reproduce_mode": self.mode.name,
                                     "reproduce_figure": figure,

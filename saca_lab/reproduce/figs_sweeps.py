@@ -14,7 +14,7 @@ import numpy as np
 
 from saca_lab.io import copy_file, write_text
 from saca_lab.reproduce import paper
-from saca_lab.reproduce.context import SWEEPS, Context, FigureResult, Row, fmt
+from saca_lab.reproduce.context import SWEEPS, Context, FigureResult, Row, fmt, override_text
 from saca_lab.runtime import resolve_precision
 
 FIG9_AXES = {"fig9a_conv_units": "n_units", "fig9b_kernel_size": "kernel_size",
@@ -22,12 +22,14 @@ FIG9_AXES = {"fig9a_conv_units": "n_units", "fig9b_kernel_size": "kernel_size",
 
 
 def _overrides(ctx: Context, dims_switch: bool) -> list[str]:
+    """The mode's settings of every trial, as text: it reaches the study's stored identity
+    (:func:`~saca_lab.reproduce.context.override_text`, unchanged so studies resume)."""
     m = ctx.mode
-    out = [f"data.dataset={json.dumps(m.slag)}", f"data.shots={m.shots}",
-           f"train.max_epochs={m.sweep_epochs}", *m.sweep_set]  # precision: "auto" (runtime.py)
+    out = [("data.dataset", m.slag), ("data.shots", m.shots), ("train.max_epochs", int(m.sweep_epochs)),
+           *m.sweep_set]  # precision: "auto" (runtime.py)
     if dims_switch and m.dims == "1d":  # S3/S4 sweep one model; quick mode uses its 1D form
-        out.append("model.name=trcsl_1d")
-    return out
+        out.append(("model.name", "trcsl_1d"))
+    return [override_text(o) for o in out]
 
 
 def run_study(ctx: Context, stem: str, dims_switch: bool = False) -> dict:
@@ -70,7 +72,7 @@ def run_series_studies(ctx: Context, stem: str, axis: str, fig9_2d: dict) -> dic
         derived.parent.mkdir(parents=True, exist_ok=True)
         write_text(derived, yaml.safe_dump(spec, sort_keys=False))  # another reproduction may be reading it
         overrides = [o for o in _overrides(ctx, False) if not o.startswith("train.max_epochs=")]
-        overrides.append(f"train.max_epochs={epochs}")
+        overrides.append(override_text(("train.max_epochs", int(epochs))))
         digest = hashlib.sha256(json.dumps([*overrides, spec["space"], resolve_precision("auto")],
                                            sort_keys=True).encode()).hexdigest()[:8]
         name = f"reproduce-{ctx.mode.name}-{stem}-{model}-{digest}"

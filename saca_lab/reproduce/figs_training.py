@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from saca_lab.config import Override
 from saca_lab.io import new_figure, save_figure
 from saca_lab.reproduce import paper
 from saca_lab.reproduce.context import Context, FigureResult, Row, fmt
@@ -17,18 +16,18 @@ ABLATIONS = ("trcnn", "trcnn_se", "trcnn_lstm", "trcsl")
 LABELS = {"trcnn": "TrCNN", "trcnn_se": "TrCNN-SE", "trcnn_lstm": "TrCNN-LSTM", "trcsl": "TrCSL"}
 
 
-def trcsl_overrides(ctx: Context, which: str, seed: int, epochs: int) -> list[str]:
+def trcsl_overrides(ctx: Context, which: str, seed: int, epochs: int) -> list[Override]:
     """Overrides shared by the TrCSL runs: the mode's ``which`` dataset, shots, epochs, seed."""
     m = ctx.mode
-    out = [f"data.dataset={json.dumps(getattr(m, which))}", f"data.shots={m.shots}",
-           f"train.max_epochs={epochs}", f"seed={seed}", f"data.split.seed={seed}",
-           "tracking.log_model=false"]
+    out = [("data.dataset", getattr(m, which)), ("data.shots", m.shots),
+           ("train.max_epochs", int(epochs)), ("seed", int(seed)), ("data.split.seed", int(seed)),
+           ("tracking.log_model", False)]
     # precision and memory format stay "auto": bf16 + channels_last (2.8x faster for the 2D
     # networks) only where the CPU runs bf16 natively; emulated bf16 was ~1.6-2x slower (issue 12)
     return out
 
 
-def pretrain(ctx: Context, model: str, seed: int, figure: str, extra: tuple[str, ...] = ()) -> RunResult:
+def pretrain(ctx: Context, model: str, seed: int, figure: str, extra: tuple[Override, ...] = ()) -> RunResult:
     """Pre-train ``model`` (this mode's 1D or 2D form) on slag (TrCSL Sec. 2.3)."""
     m = ctx.mode
     return ctx.train(f"{m.model(model)}_pretrain_slag",
@@ -36,14 +35,14 @@ def pretrain(ctx: Context, model: str, seed: int, figure: str, extra: tuple[str,
 
 
 def transfer_pair(ctx: Context, model: str, seed: int, figure: str,
-                  extra: tuple[str, ...] = ()) -> tuple[RunResult, RunResult]:
+                  extra: tuple[Override, ...] = ()) -> tuple[RunResult, RunResult]:
     """Pre-train ``model`` on slag, then fine-tune its head on carbon steel (TrCSL Sec. 2.4)."""
     m = ctx.mode
     pre = pretrain(ctx, model, seed, figure, extra)
     model = m.model(model)
     fine = ctx.train(f"{model}_finetune_carbon_steel",
                      [*trcsl_overrides(ctx, "carbon_steel", seed, m.finetune_epochs), *extra,
-                      f"transfer.from={pre.run_id}"], figure=figure)
+                      ("transfer.from", pre.run_id)], figure=figure)
     return pre, fine
 
 
@@ -140,7 +139,7 @@ def fig11(ctx: Context) -> FigureResult:
 
     elements = MN_FIRST
     res = FigureResult("fig11", f"TrCSL Fig. 11: without / with baseline correction ({ctx.mode.dims})")
-    variants = {"without": ("data.preprocessing.airpls=null",), "with": ()}
+    variants = {"without": (("data.preprocessing.airpls", None),), "with": ()}
     scores = {v: {el: [] for el in elements} for v in variants}
     for name, extra in variants.items():
         for seed in ctx.mode.seeds:

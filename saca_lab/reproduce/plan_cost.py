@@ -9,13 +9,14 @@ the report prints the wall time that was really spent next to it.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from saca_lab.config import DEFAULTS
+from saca_lab.config import DEFAULTS, load_config, project_dir
 
 #: Timed steps per model (after one warm-up step): at least PROBE_STEPS, more while under
 #: PROBE_SECONDS in all (cheap models: a steadier median on a busy machine), at most PROBE_MAX_STEPS.
@@ -49,10 +50,17 @@ PSO_FIT_S = 0.005
 AIRPLS_PROBE_SPECTRA = 8
 #: Plots, tables and report rows of one figure.
 FIGURE_OVERHEAD_S = 2.0
-#: Batch sizes of the experiment files (trcsl*: 32, saca_stainless: 16, compare_gll: 16).
-BATCH = {"trcsl": 32, "saca": 16, "gll": 16}
+#: The experiment file whose ``data.batch_size`` each family's runs use.
+BATCH_FILES = {"trcsl": "trcsl_pretrain_slag", "saca": "saca_stainless", "gll": "compare_gll"}
 #: Train fraction of every split here (7:3 or 70/15/15 by sample): the config's default.
 TRAIN_FRACTION = DEFAULTS["data"]["split"]["train"]
+
+
+@functools.cache
+def batch_sizes() -> dict[str, int]:
+    """``data.batch_size`` of each family's experiment file (:data:`BATCH_FILES`), read once."""
+    return {family: int(load_config(project_dir("experiments") / f"{stem}.yaml")["data"]["batch_size"])
+            for family, stem in BATCH_FILES.items()}
 
 
 def probe_models(mode) -> dict[str, tuple[str, int]]:
@@ -61,8 +69,9 @@ def probe_models(mode) -> dict[str, tuple[str, int]]:
     ``trcsl_1d`` stands for every 1D line-window network (ablations, GLL), ``trcsl`` for the
     2D ones (Fig. 9's 2D trials in every mode), the SACA model for SACA Table 1.
     """
-    return {"trcsl_1d": ("trcsl_1d", BATCH["trcsl"]), "trcsl": ("trcsl", BATCH["trcsl"]),
-            mode.saca_model: (mode.saca_model, BATCH["saca"])}
+    batch = batch_sizes()
+    return {"trcsl_1d": ("trcsl_1d", batch["trcsl"]), "trcsl": ("trcsl", batch["trcsl"]),
+            mode.saca_model: (mode.saca_model, batch["saca"])}
 
 
 def measure_step_times(models: Mapping[str, tuple[str, int]], steps: int = PROBE_STEPS,
@@ -194,11 +203,12 @@ class Estimate:
     def __init__(self, steps: Mapping[str, float]) -> None:
         self.steps, self.seconds, self.runs = steps, FIGURE_OVERHEAD_S, 0
 
-    def train(self, family: str, epochs: int, items: float, batch: int = BATCH["trcsl"],
+    def train(self, family: str, epochs: int, items: float, batch: int | None = None,
               n: int = 1, head_only: bool = False, sweep: bool = False, scale: float = 1.0) -> None:
-        """Add ``n`` runs; ``scale`` multiplies the measured step time (a sweep value that
-        makes the network costlier than the probed default, see :func:`trial_cost_factor`)."""
-        batches = math.ceil(max(items, 1) / batch)
+        """Add ``n`` runs of ``batch`` items a step (default the TrCSL files', :func:`batch_sizes`);
+        ``scale`` multiplies the measured step time (a sweep value that makes the network
+        costlier than the probed default, see :func:`trial_cost_factor`)."""
+        batches = math.ceil(max(items, 1) / (batch or batch_sizes()["trcsl"]))
         per_epoch = batches * self.steps[family] * scale * EVAL_FACTOR
         if head_only:
             run = per_epoch * HEAD_FEATURES_PASS + epochs * batches * HEAD_STEP_S
@@ -283,7 +293,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
             for size in parse_sizes(mode.deep_sizes):
                 est.train(fam, mode.finetune_epochs, items("carbon_steel", size), n=mode.deep_repeats,
                           head_only=True)
-                est.train("trcsl_1d", mode.gll_epochs, items("carbon_steel", size), BATCH["gll"],
+                est.train("trcsl_1d", mode.gll_epochs, items("carbon_steel", size), batch_sizes()["gll"],
                           n=mode.deep_repeats)
         elif name == "transfer":
             generate(est, "slag", "carbon_steel")
@@ -294,19 +304,30 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
                 est.train("trcsl_1d", mode.finetune_epochs, train, n=n, head_only=True)
                 est.train("trcsl_1d", mode.finetune_epochs, train, n=n)
                 est.train("trcsl_1d", mode.transfer_scratch_epochs, train, n=n)
-                est.train("trcsl_1d", mode.gll_epochs, train, BATCH["gll"], n=n)
+                est.train("trcsl_1d", mode.gll_epochs, train, batch_sizes()["gll"], n=n)
         elif name == "saca_table1":  # an upper bound: early stopping usually ends it first
             generate(est, "stainless")
             est.train(mode.saca_model, mode.saca_epochs, items("stainless", k=mode.saca_shots),
-                      BATCH["saca"], n=len(mode.saca_seeds))
+                      batch_sizes()["saca"], n=len(mode.saca_seeds))
         elif name == "clean_vs_calibrated" and getattr(mode, name, False):  # Fig. 14 + transfer
-            again = figure_estimates(mode, ["fig14", "transfer"], fig9_2d, measured, data_root)
+            from saca_lab.errors import InputError
+            from saca_lab.reproduce.clean_vs_calibrated import clean_mode
+
+            try:
+                clean = clean_mode(mode)
+            except InputError:  # a dataset directory: the figure says so when it runs
+                clean = mode
+            again = figure_estimates(clean, ["fig14", "transfer"], fig9_2d, measured, data_root)
+            # the calibrated side too, where this reproduction does not run it already
+            mine = [f for f in ("fig14", "transfer") if f not in only]
+            again.update({f"{f}-calibrated": v for f, v in
+                          figure_estimates(mode, mine, fig9_2d, measured, data_root).items()})
             est.seconds += sum(s for s, _ in again.values())
             est.runs += sum(r for _, r in again.values())
         elif name == "saca_speed":
             generate(est, "stainless")
             if "saca_table1" not in only:
                 est.train(mode.saca_model, mode.saca_epochs, items("stainless", k=mode.saca_shots),
-                          BATCH["saca"])
+                          batch_sizes()["saca"])
         out[name] = (est.seconds, est.runs)
     return out

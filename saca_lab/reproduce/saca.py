@@ -136,14 +136,19 @@ def _shots(ctx: Context):
     return shots if isinstance(shots, str) else min(int(shots), ctx.dataset("stainless").shape[1])
 
 
+def _shots_text(ctx: Context) -> str:
+    """``data.shots`` as text with a JSON value (``data.shots="each"``): this run's lock name
+    was always spelled so (:func:`~saca_lab.reproduce.context.override_text` writes strings
+    bare)."""
+    return f"data.shots={json.dumps(_shots(ctx))}"
+
+
 def _train(ctx: Context, seed: int = 0) -> RunResult:
     m = ctx.mode
-    return ctx.train("saca_stainless", [f"data.dataset={json.dumps(m.stainless)}",
-                                        f"model.name={m.saca_model}",
-                                        f"train.max_epochs={m.saca_epochs}",
-                                        f"data.shots={json.dumps(_shots(ctx))}",
-                                        f"data.split.seed={int(seed)}",
-                                        "tracking.log_model=false"], figure="saca_table1")
+    return ctx.train("saca_stainless", [("data.dataset", m.stainless), ("model.name", m.saca_model),
+                                        ("train.max_epochs", int(m.saca_epochs)),
+                                        _shots_text(ctx), ("data.split.seed", int(seed)),
+                                        ("tracking.log_model", False)], figure="saca_table1")
 
 
 def _seed_scores(ctx: Context, seed: int) -> dict:
@@ -156,7 +161,7 @@ def _seed_scores(ctx: Context, seed: int) -> dict:
     run = _train(ctx, seed)
     predictor = Predictor(resolve_checkpoint(run.run_id))
     ds = ctx.dataset("stainless")
-    cfg = ctx.config("saca_stainless", [f"data.shots={json.dumps(_shots(ctx))}", f"data.split.seed={int(seed)}"])
+    cfg = ctx.config("saca_stainless", [("data.shots", _shots(ctx)), ("data.split.seed", int(seed))])
     split = make_split(ds.shape[0], cfg["data"]["split"])
     shots = cfg["data"]["shots"]
     pred = predict_samples(lambda x: predictor.predict(ds.wavelengths, x), test_items(ds, split.test, shots))

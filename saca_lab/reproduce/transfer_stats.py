@@ -13,8 +13,9 @@ import numpy as np
 from saca_lab.datasets.splits import Split, make_split
 from saca_lab.errors import InputError
 
-#: The six models of the study, (a)-(f), in report order.
-MODELS = ("head", "all", "scratch", "plsr", "pca_pls", "gll")
+#: The models of the study, (a)-(h), in report order: (g) and (h) are the calibration-transfer
+#: baselines that need no sample measured in both domains (issue 15).
+MODELS = ("head", "all", "scratch", "plsr", "pca_pls", "gll", "slope_bias", "source_target")
 #: (a) against each other model, paired by draw.
 PAIRS = tuple(("head", other) for other in MODELS if other != "head")
 #: Fewest samples a draw can split 7:3 and still score: as ``saca-lab compare``.

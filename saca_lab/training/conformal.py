@@ -75,54 +75,26 @@ def gaussian_interval(mean, sigma, level: float) -> tuple[np.ndarray, np.ndarray
     return mean - z * sigma, mean + z * sigma
 
 
-def sample_predictions(module, dm, indices) -> dict:
-    """Per-sample truth, prediction and (GLL) sigma of the given samples, shots averaged.
+def calibration_record(items, dm) -> dict:
+    """The scores of a run's calibration samples from their items' predictions ``items``
+    (:class:`~saca_lab.training.result.TestPredictions` of the calibration pass,
+    saca_lab/training/evaluate.py).
 
     Items of a sample are averaged as the run's per-sample test metrics do; a predicted
-    standard deviation is combined as ``sqrt(mean(sigma^2))`` over the sample's items (the
-    typical single-item sigma: items of one sample are not independent, so it is not divided).
+    standard deviation is combined by :func:`saca_lab.training.reporting.sample_sigma`.
     """
-    import torch
-
-    from saca_lab.training.reporting import sample_means
-
-    x, y, groups = dm._part(np.asarray(indices, dtype=int))
-    module.eval()
-    with torch.no_grad():
-        parts = []
-        for i in range(0, len(x), 256):
-            xb = torch.from_numpy(x[i:i + 256])
-            if module.predicts_std:
-                m, s = module.predict_with_std(xb)
-                parts.append((m.float().numpy(), s.float().numpy()))
-            else:
-                parts.append((module(xb).float().numpy(), None))
-    pred = np.concatenate([p[0] for p in parts])
-    ids, yt = sample_means(y, groups)
-    _, yp = sample_means(pred, groups)
-    out = {"index": ids.astype(int), "y_true": yt, "y_pred": yp, "sigma": None}
-    if module.predicts_std:
-        var = np.concatenate([p[1] for p in parts]) ** 2
-        out["sigma"] = np.sqrt(sample_means(var, groups)[1])
-    return out
-
-
-def calibration_record(module, dm) -> dict | None:
-    """The scores of a run's calibration samples (None when it kept none aside)."""
-    cal = getattr(dm.split, "calibration", ())
-    if len(cal) == 0:
-        return None
-    p = sample_predictions(module, dm, cal)
+    ids, y_true, y_pred = items.sample_means()
+    sigma = items.sample_sigma()
     targets = list(dm.target_names)
     record = {"method": "split-conformal, absolute residual per sample",
               "targets": targets,
-              "sample_ids": [dm.ds.sample_ids[int(i)] for i in p["index"]],
-              "y_true": {t: p["y_true"][:, j].tolist() for j, t in enumerate(targets)},
-              "y_pred": {t: p["y_pred"][:, j].tolist() for j, t in enumerate(targets)},
-              "scores": {t: np.abs(p["y_true"][:, j] - p["y_pred"][:, j]).tolist()
+              "sample_ids": [dm.ds.sample_ids[int(i)] for i in ids],
+              "y_true": {t: y_true[:, j].tolist() for j, t in enumerate(targets)},
+              "y_pred": {t: y_pred[:, j].tolist() for j, t in enumerate(targets)},
+              "scores": {t: np.abs(y_true[:, j] - y_pred[:, j]).tolist()
                          for j, t in enumerate(targets)}}
-    if p["sigma"] is not None:
-        record["sigma"] = {t: p["sigma"][:, j].tolist() for j, t in enumerate(targets)}
+    if sigma is not None:
+        record["sigma"] = {t: sigma[:, j].tolist() for j, t in enumerate(targets)}
     return record
 
 
@@ -157,17 +129,6 @@ def log_calibration(client, run_id: str, record: dict) -> None:
         client.log_artifact(run_id, str(path), artifact_path=str(Path(SCORES_ARTIFACT).parent))
 
 
-def run_id_of(model: str) -> str | None:
-    """The MLflow run id a ``--model`` value names (None for a checkpoint file)."""
-    if Path(model).is_file():
-        return None
-    if model.startswith("experiment:"):
-        from saca_lab.tracking import latest_run
-
-        return latest_run(model[len("experiment:"):])
-    return model[len("runs:/"):].split("/")[0] if model.startswith("runs:/") else model
-
-
 def load_calibration(model: str) -> dict:
     """The calibration scores stored with the run ``model`` names.
 
@@ -181,7 +142,7 @@ def load_calibration(model: str) -> dict:
 
     from saca_lab import tracking
 
-    run_id = run_id_of(model)
+    run_id = tracking.run_id_of(model)
     if run_id is None:
         raise InputError(f"--interval: {model} is a checkpoint file; the calibration scores are "
                          "stored with its MLflow run: give --model RUN_ID")

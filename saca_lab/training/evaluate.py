@@ -31,26 +31,35 @@ if TYPE_CHECKING:
 
 
 class PredictionCollector(pl.Callback):
-    """Keeps what ``SpectraRegressor.test_step`` predicted for each test batch, with the
-    batch's truth and sample indices."""
+    """Keeps what ``SpectraRegressor.test_step`` (and ``predict_step``, the calibration
+    samples' pass) predicted for each batch, with the batch's truth and sample indices."""
 
     def __init__(self) -> None:
-        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self.sigmas: list[np.ndarray] = []
+        self.parts: dict[str, list[tuple[np.ndarray, ...]]] = {"test": [], "predict": []}
 
     def on_test_start(self, trainer, pl_module) -> None:
-        self.parts, self.sigmas = [], []
+        self.parts["test"] = []
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.parts["predict"] = []
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self.parts.append((batch[2].cpu().numpy(), batch[1].cpu().numpy(),
-                           outputs["pred"].detach().float().cpu().numpy()))
-        if outputs["std"] is not None:
-            self.sigmas.append(outputs["std"].detach().float().cpu().numpy())
+        self._keep("test", outputs, batch)
 
-    def predictions(self) -> TestPredictions:
-        groups, y, pred = (np.concatenate(p) for p in zip(*self.parts, strict=True))
-        return TestPredictions(groups, y, pred,
-                               np.concatenate(self.sigmas) if self.sigmas else None)
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._keep("predict", outputs, batch)
+
+    def _keep(self, stage: str, outputs: dict, batch) -> None:
+        std = outputs["std"]
+        self.parts[stage].append((batch[2].cpu().numpy(), batch[1].cpu().numpy(),
+                                  outputs["pred"].detach().float().cpu().numpy(),
+                                  None if std is None else std.detach().float().cpu().numpy()))
+
+    def predictions(self, stage: str = "test") -> TestPredictions:
+        """The items of the last ``test`` (or ``predict``) pass, in the loader's order."""
+        groups, y, pred, std = zip(*self.parts[stage], strict=True)
+        return TestPredictions(np.concatenate(groups), np.concatenate(y), np.concatenate(pred),
+                               None if std[0] is None else np.concatenate(std))
 
 
 def eval_precision(precision: str) -> str:
@@ -101,12 +110,19 @@ def evaluate(setup: RunSetup, trainer: pl.Trainer, *, progress: bool = True) -> 
         warnings.filterwarnings("ignore", ".*callbacks used to create the checkpoint.*")
         test_metrics = tester.test(setup.module, setup.dm, ckpt_path=best, verbose=False,
                                    weights_only=True)[0]
+        # the calibration samples (data.split.calibration) through the same tester and the
+        # tested weights: their scores are the test residuals' exchangeable counterparts
+        calibration_items = None
+        if len(getattr(setup.dm.split, "calibration", ())):
+            tester.predict(setup.module, dataloaders=setup.dm.calibration_dataloader(),
+                           return_predictions=False)
+            calibration_items = collector.predictions("predict")
     final_ckpt = setup.workdir / "model.ckpt"
     # the fit's Trainer keeps the epoch and optimizer state (for a one-process fit); a
     # multi-process fit's strategy is torn down, so its weights are saved through the tester
     (tester if trainer.world_size > 1 else trainer).save_checkpoint(final_ckpt)
     predictions = collector.predictions()
-    sample_metrics, calibration = log_run(setup, predictions, final_ckpt)
+    sample_metrics, calibration = log_run(setup, predictions, final_ckpt, calibration_items)
     return RunResult(run_id=setup.logger.run_id, targets=list(setup.dm.target_names),
                      test={k: float(v) for k, v in test_metrics.items()},
                      test_sample=sample_metrics, checkpoint=str(final_ckpt),
@@ -114,7 +130,8 @@ def evaluate(setup: RunSetup, trainer: pl.Trainer, *, progress: bool = True) -> 
                      calibration=calibration)
 
 
-def log_run(setup: RunSetup, predictions: TestPredictions, ckpt: Path) -> tuple[dict[str, float], dict | None]:
+def log_run(setup: RunSetup, predictions: TestPredictions, ckpt: Path,
+            calibration_items: TestPredictions | None = None) -> tuple[dict[str, float], dict | None]:
     """Log per-sample metrics, provenance tags, the config as params, the config, split and
     predicted-vs-true figure as artefacts, the checkpoint, the calibration scores (when the
     split keeps calibration samples) and (``tracking.log_model``) the pyfunc model.
@@ -150,7 +167,8 @@ def log_run(setup: RunSetup, predictions: TestPredictions, ckpt: Path) -> tuple[
     client.log_artifact(run_id, str(ckpt), artifact_path=str(Path(tracking.CHECKPOINT_ARTIFACT).parent))
     from saca_lab.training.conformal import calibration_record, log_calibration
 
-    calibration = calibration_record(setup.module, dm)  # data.split.calibration: interval scores
+    calibration = (None if calibration_items is None else  # data.split.calibration: interval scores
+                   calibration_record(calibration_items, dm))
     if calibration is not None:
         log_calibration(client, run_id, calibration)
     if cfg["tracking"]["log_model"]:

@@ -297,6 +297,14 @@ class SpectraRegressor(pl.LightningModule):
         # come from this one pass (saca_lab/training/evaluate.py)
         return self._eval_step(batch, self.test_metrics, "test")
 
+    def predict_step(self, batch, batch_idx, dataloader_idx=0) -> dict[str, torch.Tensor | None]:
+        """``test_step``'s predictions (``pred``, ``std``) without its loss and metrics: the
+        calibration samples' pass (saca_lab/training/evaluate.py), on the tester's device and
+        precision as the test pass."""
+        mean, logvar = self._standardised(batch[0])
+        return {"pred": mean * self.target_std + self.target_mean,
+                "std": None if logvar is None else torch.exp(0.5 * logvar) * self.target_std}
+
     def _log_metrics(self, metrics: MetricCollection) -> None:
         values = {}
         for key, metric in metrics.items():

@@ -45,6 +45,14 @@ def sample_means(values: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np
     return ids, sums / np.bincount(inverse)[:, None]
 
 
+def sample_sigma(sigma: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's predicted standard deviation from its items': ``sqrt(mean(sigma^2))``, the
+    typical single-item sigma (items of one sample are not independent, so it is not divided
+    by the item count)."""
+    ids, var = sample_means(np.asarray(sigma, dtype=np.float64) ** 2, groups)
+    return ids, np.sqrt(var)
+
+
 def per_sample_metrics(y: np.ndarray, pred: np.ndarray, groups: np.ndarray, names) -> dict[str, float]:
     """R2, RMSE and MAE per target on sample-averaged predictions (the papers' unit: a sample)."""
     _, yt = sample_means(y, groups)

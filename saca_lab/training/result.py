@@ -34,6 +34,13 @@ class TestPredictions:
         _, yp = sample_means(self.y_pred, self.groups)
         return ids, yt, yp
 
+    def sample_sigma(self) -> np.ndarray | None:
+        """Per-sample sigma (:func:`saca_lab.training.reporting.sample_sigma`), rows in the
+        order of :meth:`sample_means`; None for a model without one."""
+        from saca_lab.training.reporting import sample_sigma
+
+        return None if self.sigma is None else sample_sigma(self.sigma, self.groups)[1]
+
 
 @dataclass(frozen=True)
 class RunResult:
