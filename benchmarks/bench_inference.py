@@ -163,16 +163,9 @@ def saca(batch: int, repeat: int) -> list[tuple[str, float, int]]:
 def cpu_time(fn, repeat: int) -> float:
     """Median CPU time of the process (``time.process_time``) over ``repeat`` runs after a
     warm-up: on one thread, the wall time an idle core would take, whatever the load."""
-    import statistics
     import time
 
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
+    return median_time(fn, repeat, clock=time.process_time)
 
 
 TIMER = median_time
