@@ -246,7 +246,7 @@ def test_a_summary_written_before_the_calibration_transfer_models_still_reports(
     from pathlib import Path
 
     from saca_lab.reproduce.clean_vs_calibrated import _transfer_summary
-    from saca_lab.reproduce.figs_transfer import summary_rows
+    from saca_lab.reproduce.transfer_report import summary_rows
 
     old = Path(__file__).resolve().parents[1] / "docs" / "results" / "quick"
     summary = [s for s in _transfer_summary(old)

@@ -9,7 +9,7 @@ study of this report computed (their ``compare-fig14/summary.csv`` and
 ``transfer_summary.csv``, read back; run here if this report did not run them), the clean side
 reruns both on the same mode with ``nuisance: none`` into ``clean/``. Every row of both sides
 is judged by the figures' own rules (:func:`~saca_lab.reproduce.figs_compare.fig14_rows`,
-:func:`~saca_lab.reproduce.figs_transfer.summary_rows`).
+:func:`~saca_lab.reproduce.transfer_report.summary_rows`).
 
 The clean side doubles the cost of those two figures, so a mode may leave it out
 (``Mode.clean_vs_calibrated``; the quick mode does): the section then says so. Named in
@@ -108,10 +108,10 @@ def _run_side(ctx: Context, fresh_since: float) -> dict[str, list[dict]]:
 
 
 def _rows(mode: Mode, summaries: dict[str, list[dict]]) -> list[Row]:
-    from saca_lab.reproduce import figs_compare, figs_transfer
+    from saca_lab.reproduce import figs_compare, transfer_report
 
     return (figs_compare.fig14_rows(mode, summaries["fig14"], mode.model("trcsl"))
-            + figs_transfer.summary_rows(summaries["transfer"]))
+            + transfer_report.summary_rows(summaries["transfer"]))
 
 
 def clean_vs_calibrated(ctx: Context) -> FigureResult:
