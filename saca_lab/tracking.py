@@ -124,9 +124,12 @@ def param_value(value) -> str:
 
 def log_params(run_id: str, params: Mapping, mlflow_client=None) -> None:
     """Log ``params`` on a run, each value cut by :func:`param_value`."""
+    from mlflow.entities import Param
+
     c = mlflow_client or client()
-    for key, value in params.items():
-        c.log_param(run_id, key, param_value(value))
+    items = [Param(str(key), param_value(value)) for key, value in params.items()]
+    for start in range(0, len(items), 100):  # MLflow's most params per log_batch
+        c.log_batch(run_id, params=items[start:start + 100])
 
 
 def start_run(experiment: str, run_name: str, *, tags: Mapping | None = None,

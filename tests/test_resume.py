@@ -307,3 +307,40 @@ def test_owner_of_another_pid_namespace_is_never_judged_and_a_reboot_ends_every_
     assert resuming.owner_alive({**gone, resuming.PIDNS_TAG: "1"}) is None
     assert resuming.owner_alive({**mine, resuming.PIDNS_TAG: "1"}) is None
     assert resuming.owner_alive({**mine, resuming.BOOT_TAG: "an-earlier-boot"}) is False
+
+
+def _logger_with_counted_batches(monkeypatch):
+    from saca_lab import tracking
+
+    logger = resuming.RunLogger(experiment_name="logger-test", tracking_uri=tracking.tracking_uri(),
+                                artifact_location=tracking.artifact_location())
+    calls = []
+    real = logger.experiment.log_batch
+    monkeypatch.setattr(logger.experiment, "log_batch",
+                        lambda *a, **k: (calls.append(len(k.get("metrics", ()))), real(*a, **k)))
+    return logger, calls
+
+
+def test_run_logger_writes_epoch_metrics_in_batches_and_all_of_them(mlflow_tmp, monkeypatch):
+    logger, calls = _logger_with_counted_batches(monkeypatch)
+    for step in range(40):
+        logger.log_metrics({"train_loss": 1.0 / (step + 1), "epoch": float(step)}, step=step)
+    assert calls == []  # waiting in memory, not one transaction per epoch
+    logger.finalize("success")
+    assert calls == [80]
+    client = mlflow.MlflowClient()
+    assert sorted(m.step for m in client.get_metric_history(logger.run_id, "train_loss")) == list(range(40))
+    assert client.get_run(logger.run_id).info.status == "RUNNING"  # finish() ends it, not Lightning
+
+
+def test_run_logger_flushes_by_time_and_on_failure(mlflow_tmp, monkeypatch):
+    logger, calls = _logger_with_counted_batches(monkeypatch)
+    monkeypatch.setattr(resuming.RunLogger, "FLUSH_SECONDS", 0.0)
+    logger.log_metrics({"a": 1.0}, step=0)
+    assert calls == [1]
+    monkeypatch.setattr(resuming.RunLogger, "FLUSH_SECONDS", 3600.0)
+    logger.log_metrics({"a": 2.0}, step=1)
+    logger.finalize("failed")
+    assert calls == [1, 1]
+    run = mlflow.MlflowClient().get_run(logger.run_id)
+    assert run.info.status == "FAILED" and run.data.metrics["a"] == 2.0

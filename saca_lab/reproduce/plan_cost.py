@@ -25,6 +25,10 @@ PROBE_SECONDS = 2.0
 PROBE_MAX_STEPS = 25
 #: Validation and test passes, per-epoch callbacks and logging on top of the training steps.
 EVAL_FACTOR = 1.2
+#: The same for the 2D network, whose data loading (125 x 131 images), autocast casts and
+#: validation pass weigh more per step: its 30-epoch Fig. 9 trials took 1.14 times what 1.2
+#: predicted in the quick report rerun of 2026-12-01 (c9f81f0, AMX Xeon; 293 s against 256 s).
+EVAL_FACTOR_2D = 1.4
 #: Per training run: Trainer and data module set-up, MLflow run and artifacts (the transfer
 #: study's 150-epoch, one-step-per-epoch fits took 2.9-4.3 s on the 2-core development machine).
 RUN_OVERHEAD_S = 1.0
@@ -33,8 +37,18 @@ RUN_OVERHEAD_S = 1.0
 #: 2026-12-01 on the AMX Xeon).
 EPOCH_OVERHEAD_S = 0.013
 #: Per epoch of a sweep trial on top of that: the pruning callback reports to the Optuna storage
-#: (30-epoch 1D trials took 3.2-5.7 s there, against 2.2 s from step times alone).
-SWEEP_EPOCH_OVERHEAD_S = 0.035
+#: (30-epoch 1D trials took 3.4-6.4 s, median 4.4, in the quick report rerun of 2026-12-01 at
+#: c9f81f0 on the AMX Xeon, against 2.2 s from step times alone).
+SWEEP_EPOCH_OVERHEAD_S = 0.05
+#: Per sweep (study): the Optuna storage and study, the parent MLflow run, the sweep file and the
+#: best-trial summary (each sweep's parent run outlasted the sum of its trials by 4.4-6.6 s in
+#: that rerun, 8 sweeps).
+SWEEP_STUDY_OVERHEAD_S = 5.0
+#: Per draw of the transfer study, besides its four trainings: the PLSR, PCA-PLS, slope/bias and
+#: slag + steel PLS fits and every model's test predictions (that rerun: 363 s for 20 draws, of
+#: which 332 s inside the training runs; the training runs of one draw also outlast their step
+#: time on 7-14 training samples).
+TRANSFER_DRAW_OVERHEAD_S = 3.5
 #: Fine-tuning only the head: the frozen features are computed once (one forward pass, about a
 #: third of a training step) and each later step trains the head alone, ~4 ms per batch whatever
 #: the network (BENCHMARKS.md "finetune-cache": 18-20 ms per 5-batch epoch, 1D and 2D).
@@ -209,7 +223,8 @@ class Estimate:
         ``scale`` multiplies the measured step time (a sweep value that makes the network
         costlier than the probed default, see :func:`trial_cost_factor`)."""
         batches = math.ceil(max(items, 1) / (batch or batch_sizes()["trcsl"]))
-        per_epoch = batches * self.steps[family] * scale * EVAL_FACTOR
+        factor = EVAL_FACTOR_2D if family == "trcsl" else EVAL_FACTOR
+        per_epoch = batches * self.steps[family] * scale * factor
         if head_only:
             run = per_epoch * HEAD_FEATURES_PASS + epochs * batches * HEAD_STEP_S
         else:
@@ -267,6 +282,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
         elif name == "fig9":
             generate(est, "slag")
             for axis, values in fig9_2d["values"].items():
+                est.seconds += 2 * SWEEP_STUDY_OVERHEAD_S  # a 1D and a 2D study per axis
                 est.train("trcsl_1d", mode.sweep_epochs, items("slag"), n=trials(fig9_2d["grid"][axis]),
                           sweep=True)
                 for value in values[:trials(len(values))]:
@@ -275,6 +291,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
         elif name in ("figS3", "figS4"):
             generate(est, "slag")
             est.train(fam, mode.sweep_epochs, items("slag"), n=trials(5), sweep=True)
+            est.seconds += SWEEP_STUDY_OVERHEAD_S
         elif name == "fig14":
             generate(est, "slag", "carbon_steel")
             if "fig12" not in only:
@@ -301,6 +318,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
                 est.train("trcsl_1d", mode.pretrain_epochs, items("slag"))
             for size in parse_sizes(mode.transfer_sizes):
                 n, train = mode.transfer_repeats, items("carbon_steel", size)
+                est.seconds += n * TRANSFER_DRAW_OVERHEAD_S
                 est.train("trcsl_1d", mode.finetune_epochs, train, n=n, head_only=True)
                 est.train("trcsl_1d", mode.finetune_epochs, train, n=n)
                 est.train("trcsl_1d", mode.transfer_scratch_epochs, train, n=n)

@@ -120,7 +120,7 @@ def evaluate(setup: RunSetup, trainer: pl.Trainer, *, progress: bool = True) -> 
     final_ckpt = setup.workdir / "model.ckpt"
     # the fit's Trainer keeps the epoch and optimizer state (for a one-process fit); a
     # multi-process fit's strategy is torn down, so its weights are saved through the tester
-    (tester if trainer.world_size > 1 else trainer).save_checkpoint(final_ckpt)
+    (tester if trainer.world_size > 1 else trainer).save_checkpoint(final_ckpt, weights_only=False)
     predictions = collector.predictions()
     sample_metrics, calibration = log_run(setup, predictions, final_ckpt, calibration_items)
     return RunResult(run_id=setup.logger.run_id, targets=list(setup.dm.target_names),

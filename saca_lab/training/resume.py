@@ -28,8 +28,10 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 from saca_lab import tracking
 from saca_lab.errors import InputError
@@ -261,11 +264,50 @@ def finish(run_id: str, client=None) -> None:
 # --- Lightning pieces -------------------------------------------------------------------------
 
 class RunLogger(MLFlowLogger):
-    """MLFlowLogger that leaves a successful run RUNNING: Lightning ends the run when ``fit``
-    returns, before the test metrics, artifacts and model are logged, and a run killed then
-    would look FINISHED and be reused half-logged. :func:`finish` ends it instead."""
+    """MLFlowLogger that batches metrics and leaves a successful run RUNNING.
+
+    Lightning ends the run when ``fit`` returns, before the test metrics, artifacts and model
+    are logged, and a run killed then would look FINISHED and be reused half-logged:
+    :func:`finish` ends it instead. Metrics wait in memory for at most :attr:`FLUSH_SECONDS`
+    (or :attr:`FLUSH_METRICS` values) and go to the store in one ``log_batch``: one SQLite
+    transaction per epoch was a fifth of a 150-epoch fine-tune on 14 samples. Every resume
+    checkpoint and ``finalize`` flush, so a resumed run misses no epoch (Lightning's per-epoch
+    ``save`` does not: it would be one transaction per epoch again).
+    """
+
+    FLUSH_SECONDS = 5.0
+    FLUSH_METRICS = 900  # MLflow takes at most 1000 metrics per log_batch
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list = []
+        self._flushed_at = time.monotonic()
+
+    @rank_zero_only
+    def log_metrics(self, metrics, step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        for key, value in metrics.items():
+            if isinstance(value, str):
+                continue
+            key = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
+            self._pending.append(Metric(key=re.sub(r"[^a-zA-Z0-9_/. -]+", "", key),
+                                        value=float(value), timestamp=stamp, step=step or 0))
+        if (len(self._pending) >= self.FLUSH_METRICS
+                or time.monotonic() - self._flushed_at >= self.FLUSH_SECONDS):
+            self.flush()
+
+    @rank_zero_only
+    def flush(self) -> None:
+        """Write the metrics that wait in memory."""
+        self._flushed_at = time.monotonic()
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.experiment.log_batch(run_id=self.run_id, metrics=pending, **self._log_batch_kwargs)
 
     def finalize(self, status: str = "success") -> None:
+        self.flush()
         if status not in ("success", "finished"):
             super().finalize(status)
 
@@ -347,8 +389,10 @@ class ResumeCheckpoint(Checkpoint):
         if epochs % self.every_n_epochs:
             return
         path = self.workdir / LAST
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # resumable: optimizer and loops too
         if trainer.is_global_zero and trainer.logger is not None:
+            if isinstance(trainer.logger, RunLogger):  # the metrics up to this epoch, with it
+                trainer.logger.flush()
             self._upload(trainer.logger.experiment, trainer.logger.run_id, path, epochs)
 
     def _upload(self, client, run_id: str, path: Path, epochs: int) -> None:
