@@ -48,10 +48,10 @@ def quick_overrides(epochs: int) -> list[str]:
 
 def variant(name: str, out: Path, **fields) -> Path:
     """A copy of a shipped sweep file with some fields replaced (paths made absolute)."""
-    src = ROOT / "sweeps" / f"{name}.yaml"
-    raw = yaml.safe_load(src.read_text())
-    raw["base"] = str((src.parent / raw["base"]).resolve())
-    raw.update(fields)
+    from saca_lab.sweeps.spec import load_sweep
+
+    shipped = load_sweep(ROOT / "sweeps" / f"{name}.yaml")  # with its extends: chain merged in
+    raw = {**shipped.source, "base": str(shipped.base), **fields}
     path = out / f"{name}-{len(list(out.glob('*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -13,7 +13,7 @@ import yaml
 
 from saca_lab.cli import main
 from saca_lab.reproduce import plan as plan_mod
-from saca_lab.reproduce import plan_cost
+from saca_lab.reproduce import plan_cost, plan_file
 from saca_lab.reproduce.settings import get_mode
 
 #: An AVX2-like machine (2D trcsl ~2.2 s per step in fp32) and an AMX-like one.
@@ -100,12 +100,12 @@ def test_plan_file_round_trip(tmp_path):
     plan = plan_mod.make_plan("quick", ["compare_repeats=4"], budget_minutes=0.01, measured=SLOW,
                               data_root=str(tmp_path))
     path = plan.save(tmp_path / "plan.yaml")
-    again = plan_mod.load_plan(path)
+    again = plan_file.load_plan(path)
     assert again.as_dict() == plan.as_dict()
     assert again.build_mode() == plan.build_mode()
     assert again.build_mode().compare_repeats == 2  # the user's 4, then halved to its floor
     path.write_text(json.dumps(plan.as_dict()))  # JSON is read too
-    assert plan_mod.load_plan(path).as_dict() == plan.as_dict()
+    assert plan_file.load_plan(path).as_dict() == plan.as_dict()
 
 
 @pytest.mark.parametrize("change, field", [
@@ -148,7 +148,7 @@ def test_plan_flag_writes_the_plan_without_training(fake_probe, tmp_path, mlflow
     assert main(argv) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "est. min" in out and "fig9" in out and "Cuts:" in out and "2.2000 s/step" in out
-    plan = plan_mod.load_plan(tmp_path / "p.yaml")
+    plan = plan_file.load_plan(tmp_path / "p.yaml")
     assert plan.over_budget and plan.budget_minutes == 0.01 and fake_probe
     assert plan.set["slag"] == {"preset": "slag", "samples": 8, "shots": 10}
     assert not (mlflow_tmp / "mlflow.db").exists() and not (mlflow_tmp / "mlruns").exists()
@@ -199,7 +199,7 @@ def test_tiny_budget_run_trains_what_the_plan_says_and_reports_it(fake_probe, tr
     for item in _tiny(train_data, stainless_data):
         argv += ["--set", item]
     assert main(argv) == 0, capsys.readouterr().err
-    plan = plan_mod.load_plan(rep / "plan.yaml")
+    plan = plan_file.load_plan(rep / "plan.yaml")
     assert plan.fig9_2d["epochs"] == 2 and plan.over_budget  # sweep_epochs 6 -> the last floor
     for stem, axis in plan_mod.FIG9_AXES.items():
         for model, epochs, allowed in (("trcsl_1d", 6, plan_mod.fig9_grid()[axis]),

@@ -242,6 +242,41 @@ def test_malformed_sweep_names_the_field(change, field, tmp_path):
     assert field in str(err.value)
 
 
+def test_extends_merges_a_shared_sweep_file(train_data, tmp_path):
+    shared = tmp_path / "base" / "shared.yaml"
+    shared.parent.mkdir()
+    # the shared file's experiment path is relative to the shared file's own folder
+    rel = os.path.relpath(BASE_1D, shared.parent)
+    write_sweep(shared, train_data["slag"], base=rel, sampler="grid", space=None)
+    child = tmp_path / "child.yaml"
+    child.write_text(yaml.safe_dump({
+        "extends": "base/shared.yaml", "space": GRID,
+        "set": {"train.max_epochs": 3, "data.split": {"seed": 4}}}))
+    spec = load_sweep(child)
+    assert spec.base == BASE_1D.resolve()
+    assert spec.set["train.max_epochs"] == 3 and spec.set["data.shots"] == 5  # key by key
+    assert spec.set["data.split"] == {"train": 0.5, "val": 0.25, "test": 0.25, "seed": 4}
+    assert spec.budget == 6 and spec.metric == "val_r2_Mn"
+    assert spec.source["set"]["train.max_epochs"] == 3 and "extends" not in spec.source
+
+
+@pytest.mark.parametrize("target, message", [("missing.yaml", "not found"), ("self.yaml", "includes itself"),
+                                             ("notes.txt", "another sweep file")])
+def test_extends_errors_name_the_file(target, message, tmp_path):
+    path = tmp_path / "self.yaml"
+    path.write_text(yaml.safe_dump({"extends": target, "space": GRID}))
+    with pytest.raises(InputError, match=message) as err:
+        load_sweep(path)
+    assert "self.yaml" in str(err.value)
+
+
+def test_shipped_one_axis_sweeps_share_one_file():
+    shared = [p.name for p in SWEEPS if yaml.safe_load(p.read_text()).get("extends") == "base/slag_grid.yaml"]
+    assert len(shared) >= 8  # Fig. 9 a-c, S3-S6, the joint search
+    assert all("data.split" not in (yaml.safe_load((ROOT / "sweeps" / n).read_text()).get("set") or {})
+               for n in shared)
+
+
 @pytest.mark.parametrize("url, message", [
     ("mysql://u@localhost/db", "unsupported database"),
     ("not a url", "not a database URL"),

@@ -9,61 +9,21 @@ cuts the spectra around them.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from saca_lab.chemistry import ATOMIC_MASS, is_species, parse_formula, to_elements
 from saca_lab.config import DEFAULTS
 from saca_lab.errors import InputError
-
-
-class CharacteristicLine(NamedTuple):
-    """An emission line named in a paper: element, air wavelength in nm, where it is named."""
-
-    element: str
-    wavelength_nm: float
-    source: str
-
-
-# Every line the TrCSL paper (Ma et al., JAAS 2025, 40, 1810) names in its text and figures;
-# its full selection (Table S3 of the supplement) is not public. Air wavelengths, as printed.
-TRCSL_LINES: tuple[CharacteristicLine, ...] = (
-    CharacteristicLine("Mn", 441.488, "Sec. 3.2, Fig. 10(b, e): clean in carbon steel and slag"),
-    CharacteristicLine("Mn", 383.386, "Sec. 3.2, Fig. 10(a): usable in carbon steel only"),
-    CharacteristicLine("Mn", 384.108, "Sec. 3.2, Fig. 10(a): usable in carbon steel only"),
-    CharacteristicLine("Mn", 475.404, "Sec. 3.2, Fig. 10(f): prominent in slag only"),
-    CharacteristicLine("Mn", 476.153, "Sec. 3.2, Fig. 10(f): prominent in slag only"),
-    CharacteristicLine("C", 414.626, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("C", 426.902, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("Cu", 316.420, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("Cu", 386.046, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("Mn", 404.136, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("Mn", 407.028, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("Cr", 363.146, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
-    CharacteristicLine("Cr", 399.112, "Sec. 3.4, Fig. 13: RSD of sample no. 1"),
+from saca_lab.preprocessing.nist_lines import (
+    MatrixLines,
+    element_lines,
+    line_scores,
 )
-
-# neutral atoms and singly charged ions: the stages whose lines dominate LIBS spectra
-_ION_STAGES = (1, 2)
-
-
-@functools.lru_cache(maxsize=1)
-def _nist_lines() -> Any:
-    """libskit's NIST line list with air wavelengths, loaded once per process."""
-    import libskit
-    import pandas as pd
-
-    table = pd.read_csv(libskit.Database.extended().path / "lines_processed_all.csv")
-    table = table[table["sp_num"].isin(_ION_STAGES)]
-    table = table.dropna(subset=["ritz_wl_vac(nm)", "Aki(s^-1)", "Ek(eV)", "g_k"])
-    table = table[(table["Aki(s^-1)"] > 0) & (table["g_k"] > 0)].copy()
-    table["wl_air"] = libskit.vacuum_to_air(table["ritz_wl_vac(nm)"].to_numpy())
-    return table
-
+from saca_lab.preprocessing.paper_lines import TRCSL_LINES, CharacteristicLine  # noqa: F401  (public here too)
 
 #: Where the 1D line windows come from (``data.lines``): the strongest unblended NIST lines of
 #: each target element, or the lines printed in the TrCSL paper (:data:`TRCSL_LINES`).
@@ -82,10 +42,6 @@ BLEND_RATIO = 0.1
 DETECT_RATIO = 2.0**-16
 #: Lines per element of ``data.lines: nist`` (the default lives in the config's DEFAULTS).
 LINES_PER_ELEMENT: int = DEFAULTS["data"]["lines_per_element"]
-
-
-def _line_scores(table: Any, temperature_ev: float) -> Any:
-    return table["g_k"] * table["Aki(s^-1)"] * np.exp(-table["Ek(eV)"] / temperature_ev)
 
 
 def strongest_lines(
@@ -149,12 +105,12 @@ def strongest_lines(
     ValueError
         If libskit knows no line of ``element`` inside the grid, or none survives.
     """
-    lines = _element_lines(element, wavelengths)
-    score = _line_scores(lines, temperature_ev)
+    lines = element_lines(element, wavelengths)
+    score = line_scores(lines, temperature_ev)
     order = score.sort_values(ascending=False).index
     ranked = lines.loc[order, "wl_air"].to_numpy()
     ranked_scores = score.loc[order].to_numpy()
-    matrix = _MatrixLines(element, wavelengths, interferers, temperature_ev, blend_points,
+    matrix = MatrixLines(element, wavelengths, interferers, temperature_ev, blend_points,
                           blend_ratio, detect_ratio)
     chosen: list[float] = []
     taken: list[int] = []
@@ -179,58 +135,6 @@ def strongest_lines(
             f"{wavelengths[0]:.3f}-{wavelengths[-1]:.3f} nm."
         )
     return np.array(chosen)
-
-
-def _element_lines(element: str, wavelengths: np.ndarray) -> Any:
-    """NIST lines of ``element`` inside the grid (ValueError if libskit knows none at all)."""
-    table = _nist_lines()
-    lines = table[table["element"] == element]
-    if lines.empty:
-        raise ValueError(f"no NIST lines for element {element!r} in libskit's database.")
-    return lines[lines["wl_air"].between(wavelengths[0], wavelengths[-1])]
-
-
-class _MatrixLines:
-    """The lines of a matrix's major elements that can hide a line of ``element``.
-
-    One rule for choosing lines (:func:`strongest_lines`) and for checking inherited ones
-    (:func:`usable_windows`); see :func:`strongest_lines` for the estimate.
-    """
-
-    def __init__(self, element: str, wavelengths: np.ndarray,
-                 interferers: Mapping[str, float] | None, temperature_ev: float,
-                 blend_points: int, blend_ratio: float, detect_ratio: float) -> None:
-        self.wavelengths = wavelengths
-        self.blend_points = blend_points
-        self.blend_ratio = blend_ratio
-        # interfering lines inside the grid: grid position, estimated intensity per target atom
-        self.pos = np.empty(0)
-        self.intensity = np.empty(0)
-        if interferers:
-            table = _nist_lines()
-            others = table[table["element"].isin([e for e in interferers if e != element])]
-            others = others[others["wl_air"].between(wavelengths[0], wavelengths[-1])]
-            abundance = others["element"].map(dict(interferers)).to_numpy(dtype=float)
-            self.intensity = abundance * _line_scores(others, temperature_ev).to_numpy()
-            self.pos = np.interp(others["wl_air"].to_numpy(), wavelengths,
-                                 np.arange(wavelengths.size))
-        self.floor = detect_ratio * self.intensity.max() if self.intensity.size else 0.0
-
-    def blended(self, line: float, score: float) -> bool:
-        """Whether a major element's line within ``blend_points`` outshines ``blend_ratio`` of it."""
-        if not self.pos.size:
-            return False
-        pos = np.interp(line, self.wavelengths, np.arange(self.wavelengths.size))
-        near = np.abs(self.pos - pos) <= self.blend_points
-        return bool(near.any() and self.intensity[near].max() >= self.blend_ratio * score)
-
-    def why_not(self, line: float, score: float) -> str | None:
-        """Why a line of the element is unusable in this matrix, or None when it is usable."""
-        if score < self.floor:
-            return "undetectable next to the matrix"
-        if self.blended(line, score):
-            return "blended with a major element's line"
-        return None
 
 
 def matrix_composition(composition: Mapping[str, float] | None) -> dict[str, float]:
@@ -411,13 +315,13 @@ def usable_windows(
     dropped: dict[str, str] = {}
     for name in dict.fromkeys(target_element(t) for t in targets):
         try:
-            table = _element_lines(name, grid)
+            table = element_lines(name, grid)
         except ValueError as e:
             dropped[name] = str(e)
             continue
-        scores = _line_scores(table, temperature_ev).to_numpy()
+        scores = line_scores(table, temperature_ev).to_numpy()
         wl = table["wl_air"].to_numpy()
-        matrix = _MatrixLines(name, grid, _interferers(name, composition, majors), temperature_ev,
+        matrix = MatrixLines(name, grid, _interferers(name, composition, majors), temperature_ev,
                               BLEND_POINTS, BLEND_RATIO, DETECT_RATIO)
         reasons = []
         for centre, t in zip(centres, tol, strict=True):

@@ -38,7 +38,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from saca_lab.errors import InputError
-    from saca_lab.reproduce.plan import DEFAULT_BUDGET, load_plan, make_plan
+    from saca_lab.reproduce.plan import DEFAULT_BUDGET, make_plan
+    from saca_lab.reproduce.plan_file import load_plan
     from saca_lab.reproduce.runner import parse_only, run_reproduce
     from saca_lab.reproduce.settings import get_mode
     from saca_lab.runtime import tune_allocator

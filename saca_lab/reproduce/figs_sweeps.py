@@ -6,6 +6,7 @@ second reproduction resumes the finished study instead of training it again.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -59,8 +60,9 @@ def run_series_studies(ctx: Context, stem: str, axis: str, fig9_2d: dict) -> dic
     from saca_lab.sweeps.report import plot_params
     from saca_lab.sweeps.spec import load_sweep
 
-    raw = yaml.safe_load((SWEEPS / f"{stem}.yaml").read_text())
-    raw["base"] = str((SWEEPS / raw["base"]).resolve())  # the derived file lives elsewhere
+    shipped = load_sweep(SWEEPS / f"{stem}.yaml")
+    # its extends: chain merged in, and the experiment by absolute path: the derived file lives elsewhere
+    raw = {**copy.deepcopy(shipped.source), "base": str(shipped.base)}
     path = f"model.overrides.{axis}"
     reports = []
     for model, epochs, values in (("trcsl_1d", ctx.mode.sweep_epochs, None),

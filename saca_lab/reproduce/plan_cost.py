@@ -29,26 +29,26 @@ EVAL_FACTOR = 1.2
 #: validation pass weigh more per step: its 30-epoch Fig. 9 trials took 1.14 times what 1.2
 #: predicted in the quick report rerun of 2026-12-01 (c9f81f0, AMX Xeon; 293 s against 256 s).
 EVAL_FACTOR_2D = 1.4
-#: Per training run: Trainer and data module set-up, MLflow run and artifacts (the transfer
-#: study's 150-epoch, one-step-per-epoch fits took 2.9-4.3 s on the 2-core development machine).
-RUN_OVERHEAD_S = 1.0
-#: Per epoch, whatever the model: Lightning's loops, validation, per-epoch logging (150-epoch,
-#: one-step-per-epoch transfer fits: 4.2 s all layers, 2.6 s head only, in the quick report of
-#: 2026-12-01 on the AMX Xeon).
-EPOCH_OVERHEAD_S = 0.013
+#: Per training run: Trainer and data module set-up, MLflow run and artifacts. This and the
+#: other overheads below are fitted to the quick report of 2026-12-01 at d768a01 (AMX Xeon, 2
+#: idle cores, 846 s for the plan in docs/results/quick/plan.yaml; estimated 886 s with these
+#: values): 150-epoch, one-step-per-epoch transfer fits took 1.4 s with the head alone, 2.2 s
+#: with every layer, 3.0 s from scratch; GLL's 60 epochs 1.0 s.
+RUN_OVERHEAD_S = 0.5
+#: Per epoch, whatever the model: Lightning's loops, validation, per-epoch callbacks (metrics
+#: reach MLflow in batches, see ``training.resume.RunLogger``).
+EPOCH_OVERHEAD_S = 0.006
 #: Per epoch of a sweep trial on top of that: the pruning callback reports to the Optuna storage
-#: (30-epoch 1D trials took 3.4-6.4 s, median 4.4, in the quick report rerun of 2026-12-01 at
-#: c9f81f0 on the AMX Xeon, against 2.2 s from step times alone).
-SWEEP_EPOCH_OVERHEAD_S = 0.05
+#: (30-epoch 1D trials took 2.6-4.0 s there, against 1.3 s from step times alone).
+SWEEP_EPOCH_OVERHEAD_S = 0.04
 #: Per sweep (study): the Optuna storage and study, the parent MLflow run, the sweep file and the
-#: best-trial summary (each sweep's parent run outlasted the sum of its trials by 4.4-6.6 s in
-#: that rerun, 8 sweeps).
+#: best-trial summary (each sweep's parent run outlasted the sum of its trials by 4.4-6.6 s, 8
+#: sweeps, in the rerun at c9f81f0; 4.7-5.1 s at d768a01).
 SWEEP_STUDY_OVERHEAD_S = 5.0
 #: Per draw of the transfer study, besides its four trainings: the PLSR, PCA-PLS, slope/bias and
-#: slag + steel PLS fits and every model's test predictions (that rerun: 363 s for 20 draws, of
-#: which 332 s inside the training runs; the training runs of one draw also outlast their step
-#: time on 7-14 training samples).
-TRANSFER_DRAW_OVERHEAD_S = 3.5
+#: slag + steel PLS fits and every model's test predictions (at d768a01: 193 s for 20 draws, of
+#: which 166 s inside the training runs).
+TRANSFER_DRAW_OVERHEAD_S = 1.5
 #: Fine-tuning only the head: the frozen features are computed once (one forward pass, about a
 #: third of a training step) and each later step trains the head alone, ~4 ms per batch whatever
 #: the network (BENCHMARKS.md "finetune-cache": 18-20 ms per 5-batch epoch, 1D and 2D).

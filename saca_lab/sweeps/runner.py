@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
+import yaml
 
 from saca_lab import tracking
 from saca_lab.config import check_overrides, parse_override
@@ -284,6 +285,8 @@ def _init_study(study, spec: SweepSpec, overrides: Sequence[str], url: str, fing
         "optuna.study": study.study_name, "optuna.storage": redact(url), "sweep": spec.name,
         "sweep_file": str(spec.path), "mlflow.note.content": spec.description})
     client.log_artifact(parent_id, str(spec.path))
+    if spec.source is not None:  # with the files it extends merged in: what the study ran
+        client.log_text(parent_id, yaml.safe_dump(spec.source, sort_keys=False), "sweep_resolved.yaml")
     for key, value in {"mlflow_parent_run_id": parent_id, "mlflow_experiment": exp_name,
                        "fingerprint": fingerprint, "sweep_file": str(spec.path),
                        "objective": spec.metric, "overrides": list(overrides),

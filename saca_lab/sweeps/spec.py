@@ -8,6 +8,9 @@ tuning (Ma et al., JAAS 2025, 40, 1810, Sec. 3.2, Fig. 9, Fig. S3-S6) and its ab
 Fields::
 
     description: free text (the MLflow parent run's note)
+    extends: base/slag_grid.yaml  # optional: another sweep file (from this file's folder) whose
+                              #   fields this one merges over: mappings key by key, anything
+                              #   else replaced; the extended file may itself extend one
     base: ../experiments/trcsl_pretrain_slag.yaml   # from this file's folder, else the cwd
     set:                      # fixed for every trial: dotted config path -> value
       train.max_epochs: 200
@@ -49,10 +52,10 @@ from typing import Any
 
 import yaml
 
-from saca_lab.config import DEFAULTS, Override, load_config, load_yaml, read_experiment
+from saca_lab.config import DEFAULTS, Override, deep_merge, load_config, load_yaml, read_experiment
 from saca_lab.errors import InputError
 
-FIELDS = ("description", "base", "set", "space", "sampler", "pruner", "objective", "n_trials",
+FIELDS = ("description", "extends", "base", "set", "space", "sampler", "pruner", "objective", "n_trials",
           "timeout", "heartbeat", "report")
 SAMPLER_OPTIONS = {"tpe": {"seed", "n_startup_trials", "multivariate", "constant_liar"},
                    "random": {"seed"}, "grid": {"seed"}}
@@ -122,6 +125,8 @@ class SweepSpec:
     report: dict[str, Any]
     description: str = ""
     grid: dict[str, list] | None = None
+    #: the file's fields with its ``extends:`` chain merged in (logged with the study)
+    source: dict[str, Any] | None = None
 
     @property
     def budget(self) -> int | None:
@@ -264,13 +269,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"sweep file {path} not found")
-    try:
-        raw = load_yaml(path.read_text()) or {}  # as experiment files: 1e-3 is a float, no repeated key
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: invalid YAML: {e}") from None
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from None
-    raw = _check_keys(raw, FIELDS, str(path))
+    raw = _read_chain(path, ())
     src = str(path)
     space_raw = raw.get("space")
     if not isinstance(space_raw, Mapping) or not space_raw:
@@ -305,7 +304,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
                      sampler=sampler, pruner=pruner, metric=metric, direction=direction,
                      n_trials=None, timeout=None, heartbeat=heartbeat,
                      report=_report(raw.get("report"), space, src),
-                     description=str(raw.get("description") or ""))
+                     description=str(raw.get("description") or ""), source=raw)
     if sampler["name"] == "grid":
         try:
             spec.grid = {k: p.grid_values() for k, p in space.items()}
@@ -325,6 +324,34 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise InputError(f"{src}: n_trials: required for the {sampler['name']} sampler")
     check_configs(spec)
     return spec
+
+
+def _read_chain(path: Path, chain: tuple[Path, ...]) -> dict:
+    """A sweep file's fields with the files it ``extends`` merged under them (as experiment
+    files' ``base:``, :func:`saca_lab.config.deep_merge`); an extended file's ``base`` is
+    made absolute here, since it is relative to that file, not to the one extending it."""
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here):], here))
+        raise InputError(f"{chain[-1]}: extends: {path} includes itself ({cycle})")
+    try:
+        raw = load_yaml(path.read_text()) or {}  # as experiment files: 1e-3 is a float, no repeated key
+    except yaml.YAMLError as e:
+        raise InputError(f"{path}: invalid YAML: {e}") from None
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
+    raw = _check_keys(raw, FIELDS, str(path))
+    if chain and isinstance(raw.get("base"), str):
+        raw["base"] = str(_resolve_yaml(raw["base"], path, "base"))
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent.endswith((".yaml", ".yml")):
+        raise InputError(f"{path}: extends: expected the path of another sweep file, got {parent!r}")
+    target = path.parent / parent
+    if not target.is_file():
+        raise InputError(f"{path}: extends: {target} not found")
+    return deep_merge(_read_chain(target, (*chain, here)), raw)
 
 
 def _objective(raw: Any, src: str) -> tuple[str, str]:
