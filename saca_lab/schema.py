@@ -105,6 +105,21 @@ class DatasetPreset:
 
 
 @dataclasses.dataclass
+class CalibrationFolds:
+    """``data.split.calibration: {folds: K, fold: k}``: fold ``k`` of a shuffled K-fold over the
+    training samples is the calibration part (the CV+ fold runs of ``compare --conformal cv+``)."""
+
+    folds: int = spec(None, required=True, ge=2, hint="K of the K-fold over training samples")
+    fold: int = spec(None, required=True, ge=0, hint="which fold calibrates, 0 <= fold < folds")
+
+    @staticmethod
+    def extra_check(value: Mapping, path: str, partial: bool) -> None:
+        if not partial and not value.get("fold", 0) < value.get("folds", 2):
+            raise InputError(f"{path}.fold must be < {path}.folds, got fold {value['fold']} "
+                             f"of {value['folds']} folds")
+
+
+@dataclasses.dataclass
 class SplitSection:
     """``data.split``: fractions by sample, or fold ``fold`` of a ``folds``-fold split."""
 
@@ -116,9 +131,11 @@ class SplitSection:
     fold: int | None = spec(None, ge=0)
     subset: int | None = spec(None, ge=2, hint="draw N samples, split those")
     subset_seed: int | None = spec(None, ge=0, le=MAX_SEED)
-    # share of the training samples kept aside for conformal scores (training/conformal.py)
-    calibration: float = spec(0.0, ge=0, le=0.9, hint="share of the training samples kept "
-                                                       "for prediction-interval scores")
+    # training samples kept aside for conformal scores (training/conformal.py): a share, or one
+    # fold of a K-fold over them (datasets/splits.py, carve_calibration)
+    calibration: float | CalibrationFolds = spec(
+        0.0, ge=0, le=0.9, expect="a share in [0, 0.9] or {folds: K, fold: k} (K >= 2, "
+        "0 <= k < K)", hint="training samples kept for prediction-interval scores")
 
     @staticmethod
     def extra_check(split: Mapping, path: str, partial: bool) -> None:

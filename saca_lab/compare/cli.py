@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from saca_lab.training.conformal import DEEP_METHODS
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register the ``compare`` subcommand on ``saca-lab``'s subparsers."""
@@ -58,9 +60,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, metavar="LEVEL",
                    help="prediction intervals at this level (e.g. 0.9): CV+ for plsr, pso_svr "
                         "and pca_pls (5 folds of training samples), split conformal for deep "
-                        "models (data.split.calibration of the training samples, default 0.3), "
+                        "models (data.split.calibration of the training samples, default 0.3; "
+                        "CV+ with --conformal cv+), "
                         "and GLL's own Gaussian interval beside; writes intervals.csv with the "
                         "empirical coverage (binomial 95%% CI) and mean width per model and size")
+    p.add_argument("--conformal", choices=DEEP_METHODS,
+                   help="how deep models get their --interval: split (the calibration share, "
+                        "default) or cv+ (K more trainings per draw, fold k of the training "
+                        "samples calibrating the run fitted on the others; finite 90%% intervals "
+                        "from 9 training samples, e.g. 20 carbon steels)")
+    p.add_argument("--cv-folds", type=int, metavar="K",
+                   help="K of every CV+ interval of the study (baselines and --conformal cv+; "
+                        "default 5)")
     p.add_argument("--experiment", default="compare", help="MLflow experiment (default compare)")
     p.add_argument("--data-root", help="where presets are stored (default: $SACA_LAB_DATA or ./data)")
     p.add_argument("--quiet", action="store_true", help="no per-fit progress lines")
@@ -72,13 +83,16 @@ def run(args) -> int:
     from saca_lab.compare.study import run_compare
 
     sizes = args.sizes if args.sizes is not None or args.cv is not None else "10:100:10"
+    # unset options keep run_compare's defaults (each default in one place)
+    conformal = {k: v for k, v in (("conformal", args.conformal), ("cv_folds", args.cv_folds))
+                 if v is not None}
     result = run_compare(args.dataset, args.element, args.models, sizes=sizes,
                          repeats=args.repeats, cv=args.cv, seed=args.seed, out_dir=args.out,
                          n_jobs=args.jobs, features=args.features, overrides=args.overrides,
                          transfer_dataset=args.transfer_dataset, progress=not args.quiet,
                          epochs=args.epochs, experiment=args.experiment, airpls=args.airpls,
                          normalize=args.normalize, source_dataset=args.source_dataset,
-                         interval=args.interval,
+                         interval=args.interval, **conformal,
                          data_root=args.data_root)
     print(format_table(result.summary))
     if result.intervals:

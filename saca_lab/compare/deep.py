@@ -102,14 +102,14 @@ def _display(path: Path) -> str:
 def build_config(model: DeepModel, *, dataset_path: str, element: str, split_spec: dict,
                  seed: int, run_name: str, experiment: str, overrides: list[str],
                  epochs: int | None = None, airpls: bool = True, minmax: bool = True,
-                 windows: tuple | None = None, calibration: float | None = None) -> dict:
+                 windows: tuple | None = None, calibration: float | dict | None = None) -> dict:
     """The resolved experiment config of one deep fit of the study.
 
     ``windows`` is ``(wavelengths, half_width)``: the line windows of the draw, written into a
     non-transfer model's ``data.lines`` (a transfer model reads its pre-training's windows,
-    which the study made the draw's windows). ``calibration`` is the share of the training
-    samples kept aside for split-conformal scores (``data.split.calibration``), None for the
-    split's own.
+    which the study made the draw's windows). ``calibration`` is the ``data.split.calibration``
+    of the fit: the share of the training samples kept aside for split-conformal scores, or
+    ``{folds: K, fold: k}`` for a CV+ fold run; None for none.
     """
     from saca_lab.compare.features import airpls_setting
     from saca_lab.config import apply_overrides, load_config, read_experiment
@@ -174,6 +174,8 @@ class DeepOutcome:
     sigma: np.ndarray | None = None
     #: the run's calibration scores of ``element`` (``data.split.calibration`` > 0)
     scores: np.ndarray | None = None
+    #: the sample id of each score, in the same order
+    calibration_ids: list[str] | None = None
 
 
 def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> DeepOutcome:
@@ -195,8 +197,9 @@ def run_deep_fit(cfg: dict, element: str, parent_run_id: str, tags: dict) -> Dee
         sigma = sigma[:, j]
     calibration = result.calibration
     scores = None if calibration is None else np.asarray(calibration["scores"][element], float)
+    cal_ids = None if calibration is None else [str(i) for i in calibration["sample_ids"]]
     return DeepOutcome(ids.astype(int), yt[:, j], yp[:, j], seconds, result.run_id,
-                       list(result.targets), dict(result.feature_spec), sigma, scores)
+                       list(result.targets), dict(result.feature_spec), sigma, scores, cal_ids)
 
 
 def base_summary(model: DeepModel) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 
+from saca_lab.baselines.intervals import DEFAULT_FOLDS
 from saca_lab.compare import deep as deep_mod
 from saca_lab.compare import plan as plan_mod
 from saca_lab.compare.features import baseline_matrix
@@ -81,7 +83,7 @@ def source_fit_kwargs(plan: plan_mod.StudyPlan, fit: plan_mod.Fit, X_source: np.
 
 def _fit_baseline(index: int, name: str, params: dict, X, y, train, test, one_thread: bool,
                   fit_kwargs: dict | None = None, interval: float | None = None,
-                  interval_seed: int = 0):
+                  interval_seed: int = 0, interval_folds: int = DEFAULT_FOLDS):
     """One baseline fit (runs in a worker): predictions of the test samples, the time, and
     with ``interval`` the CV+ bounds of the test predictions (folds of training samples)."""
     from threadpoolctl import threadpool_limits
@@ -103,7 +105,7 @@ def _fit_baseline(index: int, name: str, params: dict, X, y, train, test, one_th
             bounds = cv_plus_interval(make_baseline(name, **params),
                                       np.asarray(X[train], dtype=np.float64), y[train],
                                       np.asarray(X[test], dtype=np.float64), interval,
-                                      random_state=interval_seed)
+                                      folds=interval_folds, random_state=interval_seed)
     return index, pred, seconds, fitted_params(est), bounds
 
 
@@ -158,7 +160,7 @@ def run_baselines(plan: plan_mod.StudyPlan, n_jobs: int | None = None, progress=
     calls = (delayed(_fit_baseline)(i, fits[i].model, plan.baseline_params.get(fits[i].model, {}),
                                     inputs[x_key(fits[i])], y, fits[i].split.train, fits[i].split.test,
                                     one_thread, fit_kwargs(fits[i]), interval_of(fits[i]),
-                                    plan.seed + fits[i].repeat)
+                                    plan.seed + fits[i].repeat, plan.cv_folds)
              for i in order)
     if jobs == 1:
         results = (call[0](*call[1], **call[2]) for call in calls)
@@ -215,29 +217,33 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
         try:
             for fit in (f for f in fits if (f.model, f.dataset, f.size) == key):
                 what = f"fold{fit.repeat}" if plan.mode == "cv" else f"n{fit.size}-r{fit.repeat}"
-                cfg = deep_mod.build_config(
-                    model, dataset_path=str(ds.path), element=plan.element,
-                    split_spec=fit.split_spec, seed=plan.seed + fit.repeat, epochs=epochs,
-                    run_name=f"{name}-{what}", experiment=runs.experiment_name,
-                    overrides=plan.deep_overrides_for(name), airpls=plan.airpls,
-                    minmax=plan.normalize == "minmax",
-                    windows=(plan.lines_of(fit), plan.half_width) if plan.features == "lines" else None,
-                    # split conformal: scores from training samples kept aside
-                    calibration=(None if plan.interval is None else
-                                 conformal.study_calibration(plan.deep_overrides_for(name))))
-                out = deep_mod.run_deep_fit(cfg, plan.element, child,
-                                            {"compare.model": name, "compare.size": str(fit.size),
-                                             "compare.repeat": str(fit.repeat)})
-                if not np.array_equal(np.sort(out.sample_index), fit.split.test):
-                    raise RuntimeError(f"{name}: the run tested other samples than the split")
-                check_deep_inputs(plan, fit, out)
+                tags = {"compare.model": name, "compare.size": str(fit.size),
+                        "compare.repeat": str(fit.repeat)}
+                fit_config = partial(deep_fit_config, plan, model, ds, fit, epochs,
+                                     runs.experiment_name)
+                cv_plus = plan.interval is not None and plan.conformal == "cv+"
+                # split conformal: scores from training samples kept aside; CV+: the point
+                # prediction's run fits every training sample, the fold runs calibrate
+                cfg = fit_config(f"{name}-{what}", None if plan.interval is None or cv_plus else
+                                 conformal.study_calibration(plan.deep_overrides_for(name)))
+                out = deep_mod.run_deep_fit(cfg, plan.element, child, tags)
+                check_deep_test(plan, fit, out)
+                extra = {}
+                if cv_plus:
+                    lo, hi, n_res, seconds = cv_plus_fit(plan, fit, ds, out, fit_config,
+                                                         f"{name}-{what}", child, tags)
+                    extra = {"cv_plus_folds": plan.cv_folds, "cv_plus_seconds": seconds}
                 row = fit_row(fit, plan.element, plan.mode, out.y_true, out.y_pred, out.seconds,
                               {"epochs": cfg["train"]["max_epochs"], "targets": out.targets,
-                               **feature_params(plan, out.feature_spec.get("lines"))}, out.run_id)
+                               **feature_params(plan, out.feature_spec.get("lines")), **extra},
+                              out.run_id)
                 group.append(row)
                 fit_preds = prediction_rows(fit, ds.sample_ids, out.sample_index, out.y_true,
                                             out.y_pred)
-                if plan.interval is not None:
+                if cv_plus:
+                    conformal.attach_cv_plus(fit_preds, lo, hi, n_res, plan.interval, out.y_pred,
+                                             out.sigma)
+                elif plan.interval is not None:
                     conformal.attach_bounds(fit_preds, out.y_pred, out.scores, plan.interval,
                                             out.sigma)
                 preds += fit_preds
@@ -248,6 +254,59 @@ def run_deep(plan, deep_models, runs: StudyRuns, epochs, progress=True
         rows += group
         runs.finish(child, child_metrics(summarize(group, preds)[0]))
     return rows, preds
+
+
+def deep_fit_config(plan, model, ds, fit, epochs, experiment: str, run_name: str,
+                    calibration) -> dict:
+    """The config of one deep run of a draw; ``calibration`` is its ``data.split.calibration``
+    (None: none)."""
+    return deep_mod.build_config(
+        model, dataset_path=str(ds.path), element=plan.element, split_spec=fit.split_spec,
+        seed=plan.seed + fit.repeat, epochs=epochs, run_name=run_name, experiment=experiment,
+        overrides=plan.deep_overrides_for(model.name), airpls=plan.airpls,
+        minmax=plan.normalize == "minmax", calibration=calibration,
+        windows=(plan.lines_of(fit), plan.half_width) if plan.features == "lines" else None)
+
+
+def check_deep_test(plan, fit, out) -> None:
+    """A deep run must have tested exactly the draw's test samples and read its inputs."""
+    if not np.array_equal(np.sort(out.sample_index), fit.split.test):
+        raise RuntimeError(f"{fit.model}: the run tested other samples than the split")
+    check_deep_inputs(plan, fit, out)
+
+
+def cv_plus_fit(plan, fit, ds, out, fit_config, run_name: str, parent: str, tags: dict
+                ) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """The K fold runs of one draw and its CV+ bounds (``compare --conformal cv+``).
+
+    Run ``k`` is the draw's config with ``data.split.calibration: {folds: K, fold: k}``: it
+    fits the training samples outside fold ``k`` (same test samples, features and seed as the
+    draw's other models) and scores fold ``k``. Returns the bounds of ``out``'s test samples,
+    in its order (:func:`~saca_lab.training.conformal.cv_plus_bounds`), the number of
+    out-of-fold residuals (the training samples) and the fold runs' seconds.
+    """
+    k_folds = plan.cv_folds
+    row_of = {sid: i for i, sid in enumerate(ds.sample_ids)}
+    fold_pred = np.empty((k_folds, len(out.sample_index)))
+    residuals, fold_of, calibrated, seconds = [], [], [], 0.0
+    for k in range(k_folds):
+        cfg = fit_config(f"{run_name}-cvfold{k}", {"folds": k_folds, "fold": k})
+        fold = deep_mod.run_deep_fit(cfg, plan.element, parent, {**tags, "compare.cv_fold": str(k)})
+        check_deep_test(plan, fit, fold)
+        if fold.scores is None or fold.calibration_ids is None:
+            raise RuntimeError(f"{fit.model}: CV+ fold run {k} stored no calibration scores")
+        at = {int(i): j for j, i in enumerate(fold.sample_index)}
+        fold_pred[k] = fold.y_pred[[at[int(i)] for i in out.sample_index]]
+        residuals += list(fold.scores)
+        fold_of += [k] * len(fold.scores)
+        calibrated += [row_of[sid] for sid in fold.calibration_ids]
+        seconds += fold.seconds
+    # every training sample calibrates exactly once, and nothing else does
+    if sorted(calibrated) != fit.split.train.tolist():
+        raise RuntimeError(f"{fit.model}: the CV+ folds calibrated samples {sorted(calibrated)}, "
+                           f"not the draw's training samples {fit.split.train.tolist()}")
+    lo, hi = conformal.cv_plus_bounds(fold_pred, residuals, fold_of, plan.interval)
+    return lo, hi, len(residuals), seconds
 
 
 def source_features(plan: plan_mod.StudyPlan, fit: plan_mod.Fit) -> np.ndarray:

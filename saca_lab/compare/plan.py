@@ -19,11 +19,13 @@ from saca_lab.baselines import (
     list_transfer_baselines,
     make_baseline,
 )
+from saca_lab.baselines.intervals import DEFAULT_FOLDS
 from saca_lab.compare.features import LineSetting, split_key
 from saca_lab.config import DEFAULTS
 from saca_lab.data.store import Dataset, data_root, is_dataset, open_dataset
 from saca_lab.datasets.splits import Split, make_split
 from saca_lab.errors import InputError
+from saca_lab.training.conformal import DEEP_METHODS
 
 #: Fewest samples a 70/30 split can score: 3 to train on, 2 to compute an R2 over.
 MIN_SIZE = 5
@@ -109,6 +111,10 @@ class StudyPlan:
     source_pairs: np.ndarray | None = None
     #: nominal level of the CV+ prediction intervals of the baselines (``--interval``), or None
     interval: float | None = None
+    #: how deep models get theirs (``--conformal``: ``split`` or ``cv+``), and K of every CV+
+    #: interval of the study (``--cv-folds``)
+    conformal: str = DEEP_METHODS[0]
+    cv_folds: int = DEFAULT_FOLDS
     fits: list[Fit] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     #: ``features == "lines"``: the study's line setting, and the windows of each draw

@@ -23,7 +23,8 @@ PREDICTION_COLUMNS = ("model", "dataset", "size", "repeat", "sample_id", "y_true
 #: predicts a standard deviation (GLL), that sigma and its own Gaussian bounds
 INTERVAL_PREDICTION_COLUMNS = PREDICTION_COLUMNS + ("y_lo", "y_hi", "y_sigma", "y_lo_sigma",
                                                     "y_hi_sigma")
-#: ``method``: ``cv+`` (``folds`` = K), ``split`` (split conformal, ``n_calibration``
+#: ``method``: ``cv+`` (``folds`` = K; for a deep model ``n_calibration`` out-of-fold
+#: residuals per fit, one per training sample), ``split`` (split conformal, ``n_calibration``
 #: calibration samples per fit) or ``gaussian`` (the model's own sigma, no guarantee)
 INTERVAL_COLUMNS = ("model", "method", "dataset", "element", "size", "level", "folds",
                     "n_calibration", "n_fits", "n_pred", "coverage", "coverage_ci_lo",
@@ -118,12 +119,16 @@ def _mean_calibration(group: list[dict]) -> float:
 
 
 def format_interval_table(rows: list[dict]) -> str:
-    """Coverage (with its binomial CI) and mean width per model and size."""
-    head = (f"{'model':<18} {'method':<8} {'size':>5} {'preds':>5}  {'coverage':>8}  "
+    """Coverage (with its binomial CI) and mean width per model and size; a CV+ row's method
+    names its K (``CV+ (K=5)``)."""
+    head = (f"{'model':<18} {'method':<10} {'size':>5} {'preds':>5}  {'coverage':>8}  "
             f"{'95% CI':>15}  {'mean width':>10}  {'infinite':>8}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['model']:<18} {r.get('method', 'cv+'):<8} {r['size']:>5} "
+        method = r.get("method", "cv+")
+        if method == "cv+" and r.get("folds"):
+            method = f"CV+ (K={r['folds']})"
+        lines.append(f"{r['model']:<18} {method:<10} {r['size']:>5} "
                      f"{r['n_pred']:>5}  {r['coverage']:>8.3f}  "
                      f"[{r['coverage_ci_lo']:.3f}, {r['coverage_ci_hi']:.3f}]  "
                      f"{r['mean_width']:>10.4g}  {r['n_infinite']:>8}")

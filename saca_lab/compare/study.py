@@ -37,7 +37,7 @@ from saca_lab.compare.results import (
 from saca_lab.compare.runs import StudyRuns
 from saca_lab.errors import InputError
 from saca_lab.models import model_info
-from saca_lab.training import conformal
+from saca_lab.training import conformal as conformal_mod
 
 
 @dataclass
@@ -140,6 +140,37 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
     return plan, deep_models
 
 
+def check_conformal(plan: plan_mod.StudyPlan, conformal: str, cv_folds, overrides
+                    ) -> tuple[str, int]:
+    """``--conformal`` and ``--cv-folds``, checked against the plan (InputError naming the
+    option): they need ``--interval``; K >= 2 and, for deep CV+, at most the training samples
+    of every deep draw; ``--set data.split.calibration`` is refused with CV+."""
+    if conformal not in conformal_mod.DEEP_METHODS:
+        raise InputError(f"--conformal {conformal!r}: expected one of "
+                         f"{', '.join(conformal_mod.DEEP_METHODS)}")
+    if plan.interval is None and (conformal != conformal_mod.DEEP_METHODS[0]
+                                  or cv_folds is not None):
+        raise InputError("--conformal and --cv-folds set how --interval is computed; "
+                         "add --interval LEVEL (e.g. 0.9)")
+    k = DEFAULT_FOLDS if cv_folds is None else cv_folds
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise InputError(f"--cv-folds must be an integer >= 2, got {cv_folds!r}")
+    if conformal == "cv+":
+        # a baseline's CV+ caps K at its training samples; a deep fold run cannot be skipped
+        fewest = min((len(f.split.train) for f in plan.fits if f.model in plan.deep), default=k)
+        if k > fewest:
+            raise InputError(f"--cv-folds {k}: a deep model's draw has only {fewest} training "
+                             "samples; each fold needs at least one (lower --cv-folds)")
+        from saca_lab.config import parse_override
+
+        keys = [(parse_override(o) if isinstance(o, str) else o)[0] for o in overrides or ()]
+        if any(key.endswith("data.split.calibration") for key in keys):
+            raise InputError("--set data.split.calibration is the split-conformal share; "
+                             "--conformal cv+ carves its own folds of the training samples: "
+                             "drop one of them")
+    return conformal, int(k)
+
+
 def _data_defaults(deep_overrides: list[str]) -> dict:
     """The ``data`` section a study without deep models takes its line setting from: the
     defaults with the study's unscoped ``--set data.*`` items."""
@@ -158,7 +189,8 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
                 overrides=(), transfer_dataset="carbon-steel", progress: bool = True, *,
                 epochs: int | None = None, experiment: str = "compare", airpls: bool = True,
                 normalize: str = "minmax", data_root=None, source_dataset=None,
-                interval: float | None = None) -> CompareResult:
+                interval: float | None = None, conformal: str = conformal_mod.DEEP_METHODS[0],
+                cv_folds: int | None = None) -> CompareResult:
     """Run a comparison study and write its CSVs and figures; everything logged to MLflow.
 
     Parameters
@@ -223,6 +255,19 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         :data:`~saca_lab.training.conformal.COMPARE_CALIBRATION`; ``--set`` changes it) and is
         trained on the rest; a model that predicts sigma (GLL) also gets its own Gaussian
         interval's row (``method`` ``gaussian``). Calibration-transfer models get no interval.
+    conformal : {"split", "cv+"}, default "split"
+        How deep models get their intervals: split conformal (above), or CV+ (``cv+``): each
+        draw's point prediction is the usual run on all training samples, and ``cv_folds`` more
+        runs, fold ``k`` of the training samples calibrating the run fitted on the others
+        (``data.split.calibration: {folds: K, fold: k}``), give the out-of-fold residuals and
+        the fold predictions of the test samples
+        (:func:`~saca_lab.training.conformal.cv_plus_bounds`). K + 1 trainings per draw, but
+        finite 90 % intervals from 9 training samples up (split conformal needs 9
+        *calibration* samples).
+    cv_folds : int, optional
+        K of every CV+ interval of the study (baselines and, with ``conformal="cv+"``, deep
+        models); default :data:`~saca_lab.baselines.intervals.DEFAULT_FOLDS`. Needs
+        ``interval``; at most the training samples of the smallest draw.
     """
     jobs = resolve_jobs(n_jobs)
     if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
@@ -236,8 +281,11 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
                                    transfer_dataset=transfer_dataset, data_root=data_root,
                                    source_dataset=source_dataset)
     plan.interval = None if interval is None else float(interval)
-    if plan.interval is not None:  # a bad calibration share fails before anything runs
-        calibration = {n: conformal.study_calibration(plan.deep_overrides_for(n)) for n in plan.deep}
+    plan.conformal, plan.cv_folds = check_conformal(plan, conformal, cv_folds, overrides)
+    calibration = {}
+    if plan.interval is not None and plan.conformal == "split":  # before anything runs
+        calibration = {n: conformal_mod.study_calibration(plan.deep_overrides_for(n))
+                       for n in plan.deep}
     out = Path(out_dir) if out_dir is not None else default_out_dir(plan)
     if progress:
         for line in plan.skipped:
@@ -247,8 +295,12 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         print(f"features: {feat.describe(plan)}", flush=True)
         if plan.interval is not None:
             without = [m for m in plan.models if m in SOURCE_BASELINES]
-            print(f"intervals: CV+ at {plan.interval:g} with {DEFAULT_FOLDS} folds of training "
+            print(f"intervals: CV+ at {plan.interval:g} with {plan.cv_folds} folds of training "
                   f"samples" + (f"; none for {', '.join(without)}" if without else ""), flush=True)
+            if plan.conformal == "cv+" and plan.deep:
+                print(f"intervals: {', '.join(plan.deep)}: CV+ with K = {plan.cv_folds} folds of "
+                      f"each draw's training samples: {plan.cv_folds} fold runs besides the run "
+                      f"on all of them ({plan.cv_folds + 1} trainings per draw)", flush=True)
             for name, share in calibration.items():
                 print(f"intervals: {name}: split conformal, {share:g} of each draw's training "
                       "samples kept aside as calibration samples", flush=True)
@@ -259,6 +311,8 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
               "transfer_dataset": plan.transfer_dataset.path if plan.transfer_dataset else "",
               "source_dataset": plan.source_dataset.path if plan.source_dataset else "",
               "overrides": " ".join(overrides), "out_dir": out, "interval": interval}
+    if plan.interval is not None:
+        params.update(conformal=plan.conformal, cv_folds=plan.cv_folds)
     runs = StudyRuns(experiment, f"compare-{plan.dataset.path.name}-{element}", params,
                      {"compare.mode": plan.mode})
     try:
@@ -274,7 +328,7 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         rows, preds = rows + deep_rows, preds + deep_preds
         summary = summarize(rows, preds)
         intervals = ([] if plan.interval is None else
-                     interval_summary(preds, element, plan.interval, DEFAULT_FOLDS))
+                     interval_summary(preds, element, plan.interval, plan.cv_folds))
         paths = write_outputs(out, plan, rows, summary, preds, intervals)
         runs.log_artifacts(paths.values())
     except BaseException:

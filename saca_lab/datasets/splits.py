@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,9 +91,16 @@ def make_split(n_samples: int, spec: dict) -> Split:
                  chosen[split.calibration])
 
 
-def carve_calibration(split: Split, fraction: float, seed: int) -> Split:
+def carve_calibration(split: Split, fraction, seed: int) -> Split:
     """Move ``round(fraction * n_train)`` training samples (at least one, leaving one) to
-    ``calibration``; the draw reads sample indices only, never a test sample."""
+    ``calibration``; the draw reads sample indices only, never a test sample.
+
+    ``fraction`` may instead be ``{folds: K, fold: k}``: fold ``k`` of a shuffled K-fold
+    (seeded by ``seed``) over the training samples calibrates, so the K runs of a draw together
+    calibrate on every training sample exactly once (CV+, :func:`carve_calibration_fold`).
+    """
+    if isinstance(fraction, Mapping):
+        return carve_calibration_fold(split, fraction.get("folds"), fraction.get("fold"), seed)
     if not fraction:
         return split
     n_train = len(split.train)
@@ -102,3 +110,33 @@ def carve_calibration(split: Split, fraction: float, seed: int) -> Split:
                          "too few to keep calibration samples aside")
     cal = np.random.default_rng([int(seed), 2]).choice(split.train, size=n_cal, replace=False)
     return Split(np.setdiff1d(split.train, cal), split.val, split.test, np.sort(cal))
+
+
+def carve_calibration_fold(split: Split, folds: int, fold: int, seed: int) -> Split:
+    """Fold ``fold`` of a ``folds``-fold split of the training samples (shuffled, seeded by
+    ``seed``) becomes ``calibration``; the rest stays ``train``.
+
+    Whole samples move, so no shot of a calibration sample is fitted, and only training samples:
+    validation and test samples are never in a fold.
+
+    Raises
+    ------
+    InputError
+        ``folds`` is not an integer >= 2, ``fold`` not in ``[0, folds)``, or there are fewer
+        training samples than folds; the message names ``data.split.calibration``.
+    """
+    def whole(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    n_train = len(split.train)
+    if not whole(folds) or folds < 2:
+        raise InputError(f"data.split.calibration.folds must be an integer >= 2, got {folds!r}")
+    if not whole(fold) or not 0 <= fold < folds:
+        raise InputError(f"data.split.calibration.fold must be an integer in [0, {folds}), "
+                         f"got {fold!r}")
+    if folds > n_train:
+        raise InputError(f"data.split.calibration: {folds} folds need at least {folds} training "
+                         f"samples, the split has {n_train}")
+    kfold = KFold(int(folds), shuffle=True, random_state=int(seed))
+    keep, cal = list(kfold.split(split.train))[int(fold)]
+    return Split(split.train[keep], split.val, split.test, np.sort(split.train[cal]))
