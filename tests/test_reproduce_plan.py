@@ -216,3 +216,17 @@ def test_tiny_budget_run_trains_what_the_plan_says_and_reports_it(fake_probe, tr
     fake_probe.clear()
     assert main(["reproduce", "--plan-file", str(rep / "plan.yaml"), "--out", str(rep), "--quiet"]) == 0
     assert not fake_probe
+
+
+def test_fixed_costs_scale_with_the_1d_probe_never_below_the_reference():
+    ref = plan_cost.REFERENCE_1D_STEP_S
+    assert plan_cost.overhead_scale({"trcsl_1d": ref}) == 1.0
+    assert plan_cost.overhead_scale({"trcsl_1d": ref / 3}) == 1.0  # a faster probe keeps the margin
+    assert plan_cost.overhead_scale({"trcsl": 0.2}) == 1.0
+    runs = []
+    for step in (ref, 2 * ref):
+        est = plan_cost.Estimate({"trcsl_1d": step})
+        est.train("trcsl_1d", 150, 14, n=10)
+        runs.append(est.seconds - plan_cost.FIGURE_OVERHEAD_S)
+    # step time and every fixed cost of a run double together
+    assert runs[1] == pytest.approx(2 * runs[0])

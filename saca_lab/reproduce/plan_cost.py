@@ -64,6 +64,12 @@ PSO_FIT_S = 0.005
 AIRPLS_PROBE_SPECTRA = 8
 #: Plots, tables and report rows of one figure.
 FIGURE_OVERHEAD_S = 2.0
+#: The ``trcsl_1d`` probe step of the run the overheads above were fitted to (bf16-mixed, AMX
+#: Xeon). A 1D step is bound by per-op overhead (BENCHMARKS.md "models"), so its time on this
+#: machine against this one scales those fixed costs: under AVX2 emulation and fp32 it was
+#: 0.0116 s, and every short run's fixed cost grew about as much (BENCHMARKS.md "reproduce").
+#: Never below 1: a faster probe does not shrink the budget's margin.
+REFERENCE_1D_STEP_S = 0.0070
 #: The experiment file whose ``data.batch_size`` each family's runs use.
 BATCH_FILES = {"trcsl": "trcsl_pretrain_slag", "saca": "saca_stainless", "gll": "compare_gll"}
 #: Train fraction of every split here (7:3 or 70/15/15 by sample): the config's default.
@@ -211,11 +217,20 @@ def trial_cost_factor(axis: str, value) -> float:
     return 1.0
 
 
+def overhead_scale(steps: Mapping[str, float]) -> float:
+    """How much slower than the reference machine this one runs the fixed per-run, per-epoch
+    and per-study costs: the ``trcsl_1d`` probe step over :data:`REFERENCE_1D_STEP_S`, at
+    least 1 (1 when the 1D family was not timed)."""
+    step = steps.get("trcsl_1d")
+    return max(1.0, float(step) / REFERENCE_1D_STEP_S) if step else 1.0
+
+
 class Estimate:
     """Accumulates the seconds and the run count of one figure."""
 
     def __init__(self, steps: Mapping[str, float]) -> None:
         self.steps, self.seconds, self.runs = steps, FIGURE_OVERHEAD_S, 0
+        self.scale = overhead_scale(steps)
 
     def train(self, family: str, epochs: int, items: float, batch: int | None = None,
               n: int = 1, head_only: bool = False, sweep: bool = False, scale: float = 1.0) -> None:
@@ -226,11 +241,11 @@ class Estimate:
         factor = EVAL_FACTOR_2D if family == "trcsl" else EVAL_FACTOR
         per_epoch = batches * self.steps[family] * scale * factor
         if head_only:
-            run = per_epoch * HEAD_FEATURES_PASS + epochs * batches * HEAD_STEP_S
+            run = per_epoch * HEAD_FEATURES_PASS + epochs * batches * HEAD_STEP_S * self.scale
         else:
             run = epochs * per_epoch
-        run += epochs * (EPOCH_OVERHEAD_S + (SWEEP_EPOCH_OVERHEAD_S if sweep else 0.0))
-        self.seconds += n * (run + RUN_OVERHEAD_S)
+        run += epochs * (EPOCH_OVERHEAD_S + (SWEEP_EPOCH_OVERHEAD_S if sweep else 0.0)) * self.scale
+        self.seconds += n * (run + RUN_OVERHEAD_S * self.scale)
         self.runs += n
 
 
@@ -282,7 +297,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
         elif name == "fig9":
             generate(est, "slag")
             for axis, values in fig9_2d["values"].items():
-                est.seconds += 2 * SWEEP_STUDY_OVERHEAD_S  # a 1D and a 2D study per axis
+                est.seconds += 2 * SWEEP_STUDY_OVERHEAD_S * est.scale  # a 1D and a 2D study per axis
                 est.train("trcsl_1d", mode.sweep_epochs, items("slag"), n=trials(fig9_2d["grid"][axis]),
                           sweep=True)
                 for value in values[:trials(len(values))]:
@@ -291,7 +306,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
         elif name in ("figS3", "figS4"):
             generate(est, "slag")
             est.train(fam, mode.sweep_epochs, items("slag"), n=trials(5), sweep=True)
-            est.seconds += SWEEP_STUDY_OVERHEAD_S
+            est.seconds += SWEEP_STUDY_OVERHEAD_S * est.scale
         elif name == "fig14":
             generate(est, "slag", "carbon_steel")
             if "fig12" not in only:
@@ -318,7 +333,7 @@ def figure_estimates(mode, only: Sequence[str], fig9_2d: Mapping, measured: Mapp
                 est.train("trcsl_1d", mode.pretrain_epochs, items("slag"))
             for size in parse_sizes(mode.transfer_sizes):
                 n, train = mode.transfer_repeats, items("carbon_steel", size)
-                est.seconds += n * TRANSFER_DRAW_OVERHEAD_S
+                est.seconds += n * TRANSFER_DRAW_OVERHEAD_S * est.scale
                 est.train("trcsl_1d", mode.finetune_epochs, train, n=n, head_only=True)
                 est.train("trcsl_1d", mode.finetune_epochs, train, n=n)
                 est.train("trcsl_1d", mode.transfer_scratch_epochs, train, n=n)
