@@ -56,13 +56,13 @@ def setting(name: str):
     """Patch the code into one of the three settings; returns an undo function."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from saca_lab.training import resume, run
+    from saca_lab.training import lightning_io, run
 
     undo = []
     if name in ("per-epoch metrics", "+ per-epoch checkpoint"):
-        old = resume.RunLogger.FLUSH_SECONDS
-        resume.RunLogger.FLUSH_SECONDS = 0.0
-        undo.append(lambda: setattr(resume.RunLogger, "FLUSH_SECONDS", old))
+        old = lightning_io.RunLogger.FLUSH_SECONDS
+        lightning_io.RunLogger.FLUSH_SECONDS = 0.0
+        undo.append(lambda: setattr(lightning_io.RunLogger, "FLUSH_SECONDS", old))
     if name == "+ per-epoch checkpoint":
         def every_epoch(*args, **kwargs):
             return ModelCheckpoint(*args, **{**kwargs, "every_n_epochs": 1})

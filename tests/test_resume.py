@@ -25,6 +25,7 @@ import torch
 
 from saca_lab.cli import main
 from saca_lab.config import load_config
+from saca_lab.training import lightning_io
 from saca_lab.training import resume as resuming
 from saca_lab.training.run import run_experiment
 
@@ -100,7 +101,7 @@ def test_crashed_run_is_failed_with_a_checkpoint(crashed):
     assert run.info.status == "FAILED"
     tags = run.data.tags
     assert tags[resuming.RESUME_TAG] in resuming.RESUME_SLOTS
-    assert tags[resuming.RESUME_EPOCH_TAG] == str(CRASH_EPOCH)
+    assert tags[lightning_io.RESUME_EPOCH_TAG] == str(CRASH_EPOCH)
     assert tags[resuming.PID_TAG] == str(os.getpid()) and tags[resuming.HOST_TAG] == socket.gethostname()
     assert all(tags[t] for t in resuming.KEY_TAGS.values())
 
@@ -252,7 +253,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(train_data, ml
     (run,) = client.search_runs([exp.experiment_id])
     rid = run.info.run_id
     assert run.info.status == "RUNNING"  # what a SIGKILL leaves
-    assert run.data.tags[resuming.RESUME_EPOCH_TAG] == str(CRASH_EPOCH)
+    assert run.data.tags[lightning_io.RESUME_EPOCH_TAG] == str(CRASH_EPOCH)
     args = [sys.executable, "-m", "saca_lab", "train", str(EXP), *(f"--set={s}" for s in sets), "--quiet"]
     out = subprocess.run([*args, "--resume", rid], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -273,14 +274,14 @@ def test_a_failure_after_the_fit_ends_the_run_failed_not_running(train_data, mlf
     from saca_lab.config import load_config
     from saca_lab.training.run import run_experiment
 
-    save = resuming.SafeCheckpointIO.save_checkpoint
+    save = lightning_io.SafeCheckpointIO.save_checkpoint
 
     def full_disk(self, checkpoint, path, *args, **kwargs):
         if str(path).endswith("model.ckpt"):
             raise OSError(28, "No space left on device")
         return save(self, checkpoint, path, *args, **kwargs)
 
-    monkeypatch.setattr(resuming.SafeCheckpointIO, "save_checkpoint", full_disk)
+    monkeypatch.setattr(lightning_io.SafeCheckpointIO, "save_checkpoint", full_disk)
     cfg = load_config(EXP, _sets(train_data["slag"], "train.max_epochs=1", "train.checkpoint_every=0"))
     with pytest.raises(OSError) as err:
         run_experiment(cfg, progress=False)
@@ -312,7 +313,7 @@ def test_owner_of_another_pid_namespace_is_never_judged_and_a_reboot_ends_every_
 def _logger_with_counted_batches(monkeypatch):
     from saca_lab import tracking
 
-    logger = resuming.RunLogger(experiment_name="logger-test", tracking_uri=tracking.tracking_uri(),
+    logger = lightning_io.RunLogger(experiment_name="logger-test", tracking_uri=tracking.tracking_uri(),
                                 artifact_location=tracking.artifact_location())
     calls = []
     real = logger.experiment.log_batch
@@ -335,10 +336,10 @@ def test_run_logger_writes_epoch_metrics_in_batches_and_all_of_them(mlflow_tmp, 
 
 def test_run_logger_flushes_by_time_and_on_failure(mlflow_tmp, monkeypatch):
     logger, calls = _logger_with_counted_batches(monkeypatch)
-    monkeypatch.setattr(resuming.RunLogger, "FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr(lightning_io.RunLogger, "FLUSH_SECONDS", 0.0)
     logger.log_metrics({"a": 1.0}, step=0)
     assert calls == [1]
-    monkeypatch.setattr(resuming.RunLogger, "FLUSH_SECONDS", 3600.0)
+    monkeypatch.setattr(lightning_io.RunLogger, "FLUSH_SECONDS", 3600.0)
     logger.log_metrics({"a": 2.0}, step=1)
     logger.finalize("failed")
     assert calls == [1, 1]

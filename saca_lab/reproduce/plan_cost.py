@@ -36,7 +36,7 @@ EVAL_FACTOR_2D = 1.4
 #: with every layer, 3.0 s from scratch; GLL's 60 epochs 1.0 s.
 RUN_OVERHEAD_S = 0.5
 #: Per epoch, whatever the model: Lightning's loops, validation, per-epoch callbacks (metrics
-#: reach MLflow in batches, see ``training.resume.RunLogger``).
+#: reach MLflow in batches, see ``training.lightning_io.RunLogger``).
 EPOCH_OVERHEAD_S = 0.006
 #: Per epoch of a sweep trial on top of that: the pruning callback reports to the Optuna storage
 #: (30-epoch 1D trials took 2.6-4.0 s there, against 1.3 s from step times alone).

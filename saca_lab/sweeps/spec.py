@@ -1,4 +1,4 @@
-"""Sweep files: parsing, validation and per-trial experiment configurations.
+"""Sweep files: their fields, validation and per-trial experiment configurations.
 
 A sweep file (``sweeps/*.yaml``) names a base experiment, fixed overrides, a search space over
 dotted config paths, a sampler, a pruner and an objective. It turns TrCSL's one-axis-at-a-time
@@ -36,6 +36,8 @@ The special path ``experiment`` (categorical, choices are experiment files) swit
 YAML itself, for variants that differ in more than one field. ``report.series`` is the
 categorical axis drawn side by side (default ``experiment`` or ``model.name`` when searched).
 The objective is the metric's value after the last epoch, the value the pruner saw last.
+Reading a file (its YAML, its ``extends:`` chain, the experiment paths it names) is
+:mod:`saca_lab.sweeps.files`.
 """
 
 from __future__ import annotations
@@ -50,13 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from saca_lab.config import DEFAULTS, Override, deep_merge, load_config, load_yaml, read_experiment
+from saca_lab.config import DEFAULTS, Override, load_config, read_experiment
 from saca_lab.errors import InputError
+from saca_lab.sweeps.files import check_keys, read_chain, resolve_yaml
 
-FIELDS = ("description", "extends", "base", "set", "space", "sampler", "pruner", "objective", "n_trials",
-          "timeout", "heartbeat", "report")
 SAMPLER_OPTIONS = {"tpe": {"seed", "n_startup_trials", "multivariate", "constant_liar"},
                    "random": {"seed"}, "grid": {"seed"}}
 PRUNER_OPTIONS = {"median": {"n_startup_trials", "n_warmup_steps", "interval_steps"},
@@ -140,7 +139,7 @@ class SweepSpec:
         Experiment files count by what they set (their ``base:`` files merged in), so
         checkouts at different paths, and edits of comments, agree."""
         choices = self.space[EXPERIMENT].choices if EXPERIMENT in self.space else ()
-        files = [f for f in [self.base] if f] + [_resolve_yaml(c, self.path, EXPERIMENT) for c in choices]
+        files = [f for f in [self.base] if f] + [resolve_yaml(c, self.path, EXPERIMENT) for c in choices]
         content = {"files": [read_experiment(f) for f in files],
                    "set": self.set, "overrides": list(overrides),
                    "space": {k: vars(p) for k, p in sorted(self.space.items())},
@@ -149,23 +148,11 @@ class SweepSpec:
 
     def trial_config(self, params: Mapping[str, Any], overrides: Sequence[Override] = ()) -> dict:
         """The resolved experiment config of one trial: base + ``set`` + ``--set`` + params."""
-        base = _resolve_yaml(params[EXPERIMENT], self.path, f"space.{EXPERIMENT}") \
+        base = resolve_yaml(params[EXPERIMENT], self.path, f"space.{EXPERIMENT}") \
             if EXPERIMENT in params else self.base
         items: list[Override] = [*self.set.items(), *overrides]
         items += [(k, v) for k, v in params.items() if k != EXPERIMENT]
         return load_config(base, items)
-
-
-def _resolve_yaml(value: Any, sweep_path: Path, where: str) -> Path:
-    if not isinstance(value, str) or not value.endswith((".yaml", ".yml")):
-        raise InputError(f"{sweep_path}: {where}: expected an experiment YAML path, got {value!r}")
-    candidates = [Path(value)] if Path(value).is_absolute() else \
-        [sweep_path.parent / value, Path.cwd() / value]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate.resolve()
-    raise InputError(f"{sweep_path}: {where}: experiment file {value!r} not found "
-                     f"(looked in {', '.join(str(c.parent) for c in candidates)})")
 
 
 def _number(value: Any, where: str, integer: bool = False) -> float:
@@ -173,16 +160,6 @@ def _number(value: Any, where: str, integer: bool = False) -> float:
     if isinstance(value, bool) or not ok or (not integer and not math.isfinite(value)):
         raise InputError(f"{where}: expected {'an integer' if integer else 'a number'}, got {value!r}")
     return value
-
-
-def _check_keys(mapping: Any, allowed: set | Sequence, where: str) -> dict:
-    if not isinstance(mapping, Mapping):
-        raise InputError(f"{where}: expected a mapping, got {mapping!r}")
-    unknown = sorted(set(mapping) - set(allowed))
-    if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}; "
-                         f"expected {', '.join(sorted(allowed)) or 'none'}")
-    return dict(mapping)
 
 
 def _config_path(path: Any, where: str) -> str:
@@ -201,7 +178,7 @@ def _param(path: str, raw: Any, src: str) -> Param:
     kind = raw["type"]
     if kind not in PARAM_KEYS:
         raise InputError(f"{where}.type: {kind!r} is not one of int, float, categorical")
-    spec = _check_keys({k: v for k, v in raw.items() if k != "type"}, PARAM_KEYS[kind], where)
+    spec = check_keys({k: v for k, v in raw.items() if k != "type"}, PARAM_KEYS[kind], where)
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -240,7 +217,7 @@ def _named(raw: Any, options: dict[str, set], where: str) -> dict[str, Any]:
     if name not in options:
         raise InputError(f"{where}: unknown {where.rsplit(' ', 1)[-1]} {name!r}; "
                          f"expected one of {', '.join(options)}")
-    out = _check_keys({k: v for k, v in spec.items() if k != "name"}, options[name], f"{where}.{name}")
+    out = check_keys({k: v for k, v in spec.items() if k != "name"}, options[name], f"{where}.{name}")
     for key, value in out.items():
         if key in ("multivariate", "constant_liar"):
             if not isinstance(value, bool):
@@ -269,7 +246,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"sweep file {path} not found")
-    raw = _read_chain(path, ())
+    raw = read_chain(path, ())
     src = str(path)
     space_raw = raw.get("space")
     if not isinstance(space_raw, Mapping) or not space_raw:
@@ -279,7 +256,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
         raise InputError(f"{src}: space.{EXPERIMENT}: must be categorical (experiment files)")
     base = None
     if raw.get("base") is not None:
-        base = _resolve_yaml(raw["base"], path, "base")
+        base = resolve_yaml(raw["base"], path, "base")
     elif EXPERIMENT not in space:
         raise InputError(f"{src}: base: required (an experiment YAML) unless space has {EXPERIMENT!r}")
     fixed = raw.get("set") or {}
@@ -293,7 +270,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     pruner = _named(raw.get("pruner", "none"), PRUNER_OPTIONS, f"{src}: pruner")
     metric, direction = _objective(raw.get("objective"), src)
     heartbeat = dict(HEARTBEAT)
-    for key, value in _check_keys(raw.get("heartbeat") or {}, HEARTBEAT, f"{src}: heartbeat").items():
+    for key, value in check_keys(raw.get("heartbeat") or {}, HEARTBEAT, f"{src}: heartbeat").items():
         heartbeat[key] = _number(value, f"{src}: heartbeat.{key}", integer=True)
         if value < (0 if key == "max_retry" else 1):
             raise InputError(f"{src}: heartbeat.{key}: {value} is too small")
@@ -326,36 +303,8 @@ def load_sweep(path: str | Path) -> SweepSpec:
     return spec
 
 
-def _read_chain(path: Path, chain: tuple[Path, ...]) -> dict:
-    """A sweep file's fields with the files it ``extends`` merged under them (as experiment
-    files' ``base:``, :func:`saca_lab.config.deep_merge`); an extended file's ``base`` is
-    made absolute here, since it is relative to that file, not to the one extending it."""
-    here = path.resolve()
-    if here in chain:
-        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here):], here))
-        raise InputError(f"{chain[-1]}: extends: {path} includes itself ({cycle})")
-    try:
-        raw = load_yaml(path.read_text()) or {}  # as experiment files: 1e-3 is a float, no repeated key
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: invalid YAML: {e}") from None
-    except InputError as e:
-        raise InputError(f"{path}: {e}") from None
-    raw = _check_keys(raw, FIELDS, str(path))
-    if chain and isinstance(raw.get("base"), str):
-        raw["base"] = str(_resolve_yaml(raw["base"], path, "base"))
-    parent = raw.pop("extends", None)
-    if parent is None:
-        return raw
-    if not isinstance(parent, str) or not parent.endswith((".yaml", ".yml")):
-        raise InputError(f"{path}: extends: expected the path of another sweep file, got {parent!r}")
-    target = path.parent / parent
-    if not target.is_file():
-        raise InputError(f"{path}: extends: {target} not found")
-    return deep_merge(_read_chain(target, (*chain, here)), raw)
-
-
 def _objective(raw: Any, src: str) -> tuple[str, str]:
-    spec = _check_keys(raw if raw is not None else {}, {"metric", "direction"}, f"{src}: objective")
+    spec = check_keys(raw if raw is not None else {}, {"metric", "direction"}, f"{src}: objective")
     metric = spec.get("metric")
     if not isinstance(metric, str) or not OBJECTIVE_RE.match(metric):
         raise InputError(f"{src}: objective.metric: {metric!r} is not a validation metric "
@@ -370,7 +319,7 @@ def _objective(raw: Any, src: str) -> tuple[str, str]:
 
 
 def _report(raw: Any, space: Mapping[str, Param], src: str) -> dict[str, Any]:
-    spec = _check_keys(raw or {}, {"series", "metrics"}, f"{src}: report")
+    spec = check_keys(raw or {}, {"series", "metrics"}, f"{src}: report")
     series = spec.get("series")
     if series is None:  # 1D vs 2D side by side, as TrCSL Fig. 9, when the sweep has that axis
         series = next((k for k in (EXPERIMENT, "model.name") if k in space), None)

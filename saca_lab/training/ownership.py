@@ -113,7 +113,7 @@ def mark_dead_runs(client=None, *, quiet: bool = False) -> list[str]:
     list of str
         The run ids marked.
     """
-    from saca_lab.training.resume import RESUME_EPOCH_TAG, RESUME_TAG  # resume imports this module
+    from saca_lab.training.lightning_io import RESUME_EPOCH_TAG, RESUME_TAG  # loads torch: lazily
 
     client = client or tracking.client()
     marked = []

@@ -33,6 +33,7 @@ from saca_lab.errors import InputError
 from saca_lab.models import model_info
 from saca_lab.preprocessing.line_selection import TRCSL_LINES
 from saca_lab.runtime import resolve_strategy, resolve_training
+from saca_lab.training import lightning_io
 from saca_lab.training import resume as resuming
 from saca_lab.training.checkpoint import load_checkpoint
 from saca_lab.training.evaluate import evaluate
@@ -127,7 +128,7 @@ class RunSetup:
     reinitialised: list[str]    # transfer: layers re-initialised instead of loaded
     resume: str | None          # the MLflow run continued, if any
     resume_ckpt: str | None
-    logger: resuming.RunLogger | None = None  # set by fit once the run exists
+    logger: lightning_io.RunLogger | None = None  # set by fit once the run exists
 
     @property
     def has_val(self) -> bool:
@@ -175,7 +176,7 @@ def build_run(cfg: dict, *, callbacks: list | None = None, resume: str | None = 
     """Seed, resolve the transfer source, and build the data module, the model, the callbacks
     and the run's checkpoint folder; a ``resume`` run is checked (its reuse key) and its last
     checkpoint fetched. Nothing is written to MLflow."""
-    checkpoint_every = resuming.check_every(cfg["train"]["checkpoint_every"])
+    checkpoint_every = lightning_io.check_every(cfg["train"]["checkpoint_every"])
     if cfg["train"]["early_stopping"]:
         require_validation(cfg, "train.early_stopping (it monitors val_loss)")
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
@@ -243,7 +244,7 @@ def build_run(cfg: dict, *, callbacks: list | None = None, resume: str | None = 
                               every_n_epochs=1 if has_val else max(1, int(cfg["train"]["max_epochs"])))
     callbacks.append(ckpt_cb)
     if checkpoint_every:
-        callbacks.append(resuming.ResumeCheckpoint(checkpoint_every, workdir, best=ckpt_cb))
+        callbacks.append(lightning_io.ResumeCheckpoint(checkpoint_every, workdir, best=ckpt_cb))
     if t["early_stopping"]:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", **t["early_stopping"]))
     return RunSetup(cfg, dm, module, callbacks, extra, ckpt_cb, workdir, key, precision, channels_last,
@@ -259,7 +260,7 @@ def fit(setup: RunSetup, *, progress: bool = True, parent_run_id: str | None = N
         resuming.reopen(setup.resume)
     # created here, race-safely: Lightning's get-or-create fails when another process wins
     tracking.experiment_id(cfg["tracking"]["experiment"])
-    logger = setup.logger = resuming.RunLogger(
+    logger = setup.logger = lightning_io.RunLogger(
         experiment_name=cfg["tracking"]["experiment"], run_id=setup.resume,
         run_name=cfg["tracking"]["run_name"] or cfg["name"], tracking_uri=tracking.tracking_uri(),
         log_model=False, artifact_location=tracking.artifact_location(),
@@ -274,7 +275,7 @@ def fit(setup: RunSetup, *, progress: bool = True, parent_run_id: str | None = N
                          fast_dev_run=t["fast_dev_run"], limit_train_batches=t["limit_train_batches"],
                          num_sanity_val_steps=0, enable_model_summary=progress,
                          limit_val_batches=None if setup.has_val else 0,
-                         plugins=[resuming.SafeCheckpointIO()])
+                         plugins=[lightning_io.SafeCheckpointIO()])
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         if trainer.world_size > 1:
