@@ -43,6 +43,16 @@ def test_scores_match_precision_recall_and_r2():
     assert np.isnan(scores(np.ones((3, 1)), np.ones((3, 1)))["r2"][0])  # constant truth
 
 
+def test_absent_median_is_the_median_prediction_over_samples_without_the_element():
+    truth = np.array([[0.0, 0.2], [0.0, 0.3], [0.0, 0.1], [0.4, 0.5]])
+    pred = np.array([[0.03, 0.2], [0.01, 0.3], [0.02, 0.1], [0.35, 0.5]])
+    s = scores(truth, pred, limit=0.01)
+    assert s["absent_median"][0] == pytest.approx(0.02)  # over the three zeros, not the 0.35
+    assert np.isnan(s["absent_median"][1])  # the element is in every sample
+    # above the limit: every absent sample is called present, so precision is the prevalence
+    assert s["precision"][0] == pytest.approx(0.25)
+
+
 def test_plsr_reference_beats_the_constant_on_linear_spectra():
     rng = np.random.default_rng(1)
     y = rng.uniform(0, 1, (40, 2))
