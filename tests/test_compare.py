@@ -185,6 +185,9 @@ def _experiment(name):
     (["--element", "Zr"], "'Zr' is not a target.*Mn"),
     (["--cv", "5"], "--cv 5.*8 samples"),
     (["--set", "plsr.n_pca=3"], "unknown parameter"),
+    # scoped to a registered model that is not in the study: named, not "unknown field"
+    (["--models", "plsr,gll", "--set", "trcsl_1d.transfer=null"],
+     r"--set trcsl_1d.transfer=null: trcsl_1d is not a deep model of this study .*gll"),
     (["--models", "plsr,gll"], r"data.shots=30 .* has 10 per sample; add --set data.shots=average"),
     # issue 11 §4: every model of a study reads the same features
     (["--models", "plsr,gll", "--features", "spectrum"],

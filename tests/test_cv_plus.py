@@ -174,6 +174,14 @@ def _mlflow_runs(tag: str) -> list:
                               output_format="list")
 
 
+def _gll_cv_plus_args(dataset, out, level: float) -> list[str]:
+    """A one-draw GLL study of 8 samples (6 training) with CV+ intervals from K = 2 folds."""
+    return ["compare", "--dataset", str(dataset), "--element", "Mn", "--models", "gll",
+            "--sizes", "8", "--repeats", "1", "--jobs", "1", "--epochs", "1", "--out", str(out),
+            "--set", "data.shots=average", "--interval", str(level), "--conformal", "cv+",
+            "--cv-folds", "2"]
+
+
 def _split_of(run_id: str) -> dict:
     return json.loads(open(mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path="split.json")).read())
@@ -182,10 +190,7 @@ def _split_of(run_id: str) -> dict:
 def test_compare_cv_plus_gives_finite_intervals_to_a_deep_model(train_data, mlflow_tmp, capsys):
     out = mlflow_tmp / "cvplus"
     # 8 samples: 2 test and 6 training per draw; level 0.5 needs rank ceil(7 * 0.5) = 4 <= 6
-    args = ["compare", "--dataset", str(train_data["slag"]), "--element", "Mn", "--models", "gll",
-            "--sizes", "8", "--repeats", "1", "--jobs", "1", "--epochs", "1", "--out", str(out),
-            "--set", "data.shots=average", "--interval", "0.5", "--conformal", "cv+",
-            "--cv-folds", "2"]
+    args = _gll_cv_plus_args(train_data["slag"], out, level=0.5)
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "CV+ with K = 2 folds" in printed and "CV+ (K=2)" in printed
@@ -229,3 +234,44 @@ def test_compare_cv_plus_options_are_checked_before_anything_runs(train_data, ml
                  "data.split.calibration=0.5"]) == 2
     assert "--conformal cv+ carves its own folds" in capsys.readouterr().err
     assert not (mlflow_tmp / "never").exists()
+
+
+def test_a_transfer_model_from_scratch_is_a_plain_deep_model_of_the_study(train_data, mlflow_tmp):
+    # `--set trcsl_1d.transfer=null`: the transfer study's model (c), the TrCSL network trained
+    # from scratch on each draw (benchmarks/bench_intervals.py); it needs no pre-training run
+    # and fits the study's own dataset, while the fine-tuned one refuses to start without one
+    from saca_lab.compare.deep import build_config
+    from saca_lab.compare.study import build_plan
+
+    steel = str(train_data["carbon-steel"])
+    with pytest.raises(InputError, match="transfer needs a finished pre-training run"):
+        build_plan(steel, "Mn", "trcsl_1d", sizes="6", repeats=1)
+    overrides = ["trcsl_1d.transfer=null", "data.lines=[257.61, 279.48]", "data.half_width=3",
+                 "data.shots=average"]
+    plan, models = build_plan(steel, "Mn", "trcsl_1d", sizes="6", repeats=1, overrides=overrides)
+    model = models["trcsl_1d"]
+    assert not model.is_transfer and plan.transfer_dataset is None
+    assert plan.lines_of(plan.fits[0]) == (257.61, 279.48)
+    cfg = build_config(model, dataset_path=steel, element="Mn", split_spec=plan.fits[0].split_spec,
+                       seed=0, run_name="r", experiment="e",
+                       overrides=plan.deep_overrides_for("trcsl_1d"))
+    assert cfg["transfer"] is None and cfg["data"]["dataset"] == steel
+
+
+def test_too_few_training_samples_give_infinite_cv_plus_intervals_scored_as_misses(
+        train_data, mlflow_tmp, capsys):
+    # 6 training samples at 0.9: the rank ceil(7 * 0.9) = 7 exceeds 6, so every interval is
+    # infinite whatever the fold runs would predict; none is trained, and no interval covers
+    out = mlflow_tmp / "short"
+    args = _gll_cv_plus_args(train_data["slag"], out, level=0.9)
+    assert main(args) == 0
+    assert "no CV+ interval at 0.9 is finite with 6 training samples" in capsys.readouterr().out
+    cv, own = read_csv(out / "intervals.csv")
+    assert (cv["method"], own["method"]) == ("cv+", "gaussian")
+    assert cv["n_infinite"] == cv["n_pred"] == 2 and cv["coverage"] == 0.0
+    assert cv["coverage_ci_hi"] < 0.9 and math.isnan(cv["mean_width"])
+    # the model's own sigma interval is finite beside it
+    assert own["n_infinite"] == 0 and 0 < own["mean_width"] < math.inf
+    preds = read_csv(out / "predictions.csv")
+    assert all(p["y_lo"] == -math.inf and p["y_hi"] == math.inf for p in preds)
+    assert _mlflow_runs("compare.cv_fold") == []

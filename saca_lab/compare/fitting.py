@@ -9,6 +9,7 @@ train in this process, each an MLflow run nested under its (model, size) child r
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from functools import partial
@@ -283,8 +284,16 @@ def cv_plus_fit(plan, fit, ds, out, fit_config, run_name: str, parent: str, tags
     fits the training samples outside fold ``k`` (same test samples, features and seed as the
     draw's other models) and scores fold ``k``. Returns the bounds of ``out``'s test samples,
     in its order (:func:`~saca_lab.training.conformal.cv_plus_bounds`), the number of
-    out-of-fold residuals (the training samples) and the fold runs' seconds.
+    out-of-fold residuals (the training samples) and the fold runs' seconds. With too few
+    training samples for the level (``ceil((n + 1) level) > n``) no fold run is trained: the
+    bounds are infinite, scored as misses.
     """
+    n_train = len(fit.split.train)
+    if math.isinf(conformal.conformal_quantile(np.zeros(n_train), plan.interval)):
+        # the CV+ rank ceil((n + 1) level) exceeds n (90 %: n <= 8, a 7:3 draw of 10 samples):
+        # the bounds are infinite whatever the fold runs predict, so they are not trained
+        m = len(out.sample_index)
+        return np.full(m, -math.inf), np.full(m, math.inf), n_train, 0.0
     k_folds = plan.cv_folds
     row_of = {sid: i for i, sid in enumerate(ds.sample_ids)}
     fold_pred = np.empty((k_folds, len(out.sample_index)))

@@ -172,6 +172,19 @@ def overrides_for(deep_overrides, name: str, deep_names) -> list[str]:
     return out
 
 
+def check_scoped_overrides(deep_overrides, deep_names) -> None:
+    """A ``MODEL.key=value`` item must name a deep model of the study: scoped to another
+    registered model it would otherwise reach every model unscoped and fail as an unknown
+    field ``MODEL``."""
+    from saca_lab.models import list_models
+
+    for item in deep_overrides:
+        head = item.partition(".")[0].strip()
+        if head in list_models() and head not in deep_names:
+            raise InputError(f"--set {item}: {head} is not a deep model of this study (--models "
+                             f"deep models: {', '.join(deep_names) or 'none'})")
+
+
 def split_overrides(overrides) -> tuple[dict[str, dict], list[str]]:
     """``--set`` items: ``plsr.max_components=8`` go to a baseline, the rest to deep configs
     (all of them, or one with ``MODEL.key=value``; see :func:`overrides_for`)."""

@@ -71,6 +71,7 @@ def build_plan(dataset, element: str, models, *, sizes=None, repeats: int = 5, c
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise InputError(f"--repeats must be a positive integer, got {repeats!r}")
     baseline_params, deep_overrides = plan_mod.split_overrides(overrides)
+    plan_mod.check_scoped_overrides(deep_overrides, deep)
     ds = plan_mod.resolve_study_dataset(dataset, data_root)
     plan_mod.check_element(ds, element)
     size_list = plan_mod.parse_sizes(sizes) if sizes is not None else None
@@ -263,7 +264,8 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
         the fold predictions of the test samples
         (:func:`~saca_lab.training.conformal.cv_plus_bounds`). K + 1 trainings per draw, but
         finite 90 % intervals from 9 training samples up (split conformal needs 9
-        *calibration* samples).
+        *calibration* samples); a draw with fewer trains no fold run, and its infinite
+        intervals count as misses.
     cv_folds : int, optional
         K of every CV+ interval of the study (baselines and, with ``conformal="cv+"``, deep
         models); default :data:`~saca_lab.baselines.intervals.DEFAULT_FOLDS`. Needs
@@ -301,6 +303,13 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
                 print(f"intervals: {', '.join(plan.deep)}: CV+ with K = {plan.cv_folds} folds of "
                       f"each draw's training samples: {plan.cv_folds} fold runs besides the run "
                       f"on all of them ({plan.cv_folds + 1} trainings per draw)", flush=True)
+                short = sorted({len(f.split.train) for f in plan.fits if f.model in plan.deep
+                                and conformal_mod.unbounded_note(len(f.split.train), plan.interval)})
+                if short:
+                    print(f"intervals: no CV+ interval at {plan.interval:g} is finite with "
+                          f"{', '.join(map(str, short))} training samples (the rank "
+                          f"ceil((n + 1) x {plan.interval:g}) exceeds n): those draws train no "
+                          "fold runs, and their infinite intervals count as misses", flush=True)
             for name, share in calibration.items():
                 print(f"intervals: {name}: split conformal, {share:g} of each draw's training "
                       "samples kept aside as calibration samples", flush=True)
