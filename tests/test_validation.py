@@ -118,6 +118,16 @@ def test_early_stopping_without_validation_samples_is_refused(train_data, mlflow
         cfg["tracking"]["experiment"]) is None
 
 
+def test_a_split_without_test_samples_is_refused_before_training(train_data, mlflow_tmp):
+    cfg = _cfg(train_data["slag"], "data.split={train: 1.0, val: 0.0, test: 0.0, seed: 0}")
+    spy = Spy()
+    with pytest.raises(InputError, match=r"leaves no test sample.*data.split.test=0.05"):
+        run_experiment(cfg, progress=False, callbacks=[spy])
+    assert spy.monitored == [] and spy.test == set()  # refused before fit, not after it
+    assert mlflow.MlflowClient(tracking.tracking_uri()).get_experiment_by_name(
+        cfg["tracking"]["experiment"]) is None
+
+
 def test_carving_validation_keeps_the_test_samples():
     # the fix the error message proposes: val taken from train, the test samples unchanged
     for n, seed in ((20, 0), (100, 3), (8, 1)):

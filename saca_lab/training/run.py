@@ -194,6 +194,11 @@ def build_run(cfg: dict, *, callbacks: list | None = None, resume: str | None = 
         if (cfg["data"]["lines"] or DEFAULTS["data"]["lines"]) == "nist":
             dm.target_names = _usable_in_target(dm, source_hp["feature_spec"])
     dm.setup()
+    if not len(dm.split.test):
+        # refused here, not in the test pass after the whole fit: every run is tested
+        raise InputError(f"data.split {cfg['data']['split']} leaves no test sample of the "
+                         f"{dm.ds.shape[0]} in {cfg['data']['dataset']}; every run is tested on "
+                         "held-out samples: keep at least one (e.g. data.split.test=0.05)")
     model_config = (finetune_model_config(cfg["model"]["name"], source_hp["model_config"],
                                           cfg["model"]["overrides"])
                     if source_hp else _model_config(cfg, dm))
