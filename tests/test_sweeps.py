@@ -49,8 +49,9 @@ def worker(sweep: Path, url: str, study: str, *extra: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def wait_for_running_trial(proc, study: str, url: str, need_complete: bool):
-    """Poll the storage until a trial has run a few epochs (after one finished, if asked)."""
+def wait_for_running_trial(proc, study: str, url: str, need_complete: bool, done_before=()):
+    """Poll the storage until a trial has run a few epochs (after one finished, if asked: one
+    not in ``done_before``, so a trial completed by an earlier worker does not count)."""
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -58,7 +59,8 @@ def wait_for_running_trial(proc, study: str, url: str, need_complete: bool):
             trials = trials_of(study, url)
         except Exception:  # the study (or its database) does not exist yet
             continue
-        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE
+                and t.number not in done_before]
         running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING
                    and len(t.intermediate_values) >= 2]
         if running and (done or not need_complete):
@@ -144,12 +146,17 @@ def test_interrupted_and_killed_workers_trials_are_retried(train_data, tracked):
     run = mlflow.get_run(stopped.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and run.data.tags["interrupted"] == "true"
 
-    # SIGKILL after a completed trial: no heartbeat any more; the rerun retries it once stale
+    # SIGKILL after a completed trial: no heartbeat any more; the rerun retries it once stale.
+    # On a fast machine the first worker may complete a trial before its Ctrl-C; this worker
+    # must complete one of its own (the queued copy comes first), so the trial it is killed in
+    # is never that copy
+    first = {t.number for t in trials_of(study, url) if t.state == state.COMPLETE}
     proc = worker(sweep, url, study, "--set", epochs)
-    killed, done = wait_for_running_trial(proc, study, url, need_complete=True)
+    killed, _ = wait_for_running_trial(proc, study, url, need_complete=True, done_before=first)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-    before = {t.number: t.datetime_complete for t in done}
+    before = {t.number: t.datetime_complete for t in trials_of(study, url)
+              if t.state == state.COMPLETE}
     run_sweep(sweep, storage=url, study_name=study, overrides=[epochs], progress=False)
 
     trials = {t.number: t for t in trials_of(study, url)}
