@@ -25,6 +25,7 @@ from saca_lab.training.conformal import (
     attach_bounds,
     conformal_quantile,
     gaussian_interval,
+    is_unbounded,
     split_conformal_interval,
     study_calibration,
 )
@@ -43,6 +44,12 @@ def _coverage_over_draws(quantile, n_cal=10, draws=4000, m=25, seed=0) -> float:
         q = quantile(np.abs(rng.normal(size=n_cal)), LEVEL)
         hits += int(np.sum(np.abs(rng.normal(size=m)) <= q))
     return hits / (draws * m)
+
+
+def test_is_unbounded_when_the_rank_exceeds_the_scores():
+    # 90 %: rank ceil(0.9 (n + 1)) is 9 for n = 8 (infinite) and 9 for n = 9 (finite)
+    assert is_unbounded(8, 0.9) and not is_unbounded(9, 0.9)
+    assert is_unbounded(7, 0.9) and not is_unbounded(7, 0.8)
 
 
 def test_split_conformal_coverage_is_the_known_rank_over_n_plus_one():

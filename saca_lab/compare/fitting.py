@@ -289,9 +289,9 @@ def cv_plus_fit(plan, fit, ds, out, fit_config, run_name: str, parent: str, tags
     bounds are infinite, scored as misses.
     """
     n_train = len(fit.split.train)
-    if math.isinf(conformal.conformal_quantile(np.zeros(n_train), plan.interval)):
-        # the CV+ rank ceil((n + 1) level) exceeds n (90 %: n <= 8, a 7:3 draw of 10 samples):
-        # the bounds are infinite whatever the fold runs predict, so they are not trained
+    if conformal.is_unbounded(n_train, plan.interval):
+        # 90 %: n <= 8, a 7:3 draw of 10 samples; the bounds are infinite whatever the fold
+        # runs predict, so they are not trained
         m = len(out.sample_index)
         return np.full(m, -math.inf), np.full(m, math.inf), n_train, 0.0
     k_folds = plan.cv_folds

@@ -304,7 +304,7 @@ def run_compare(dataset, element: str, models, sizes=None, repeats: int = 5, cv=
                       f"each draw's training samples: {plan.cv_folds} fold runs besides the run "
                       f"on all of them ({plan.cv_folds + 1} trainings per draw)", flush=True)
                 short = sorted({len(f.split.train) for f in plan.fits if f.model in plan.deep
-                                and conformal_mod.unbounded_note(len(f.split.train), plan.interval)})
+                                and conformal_mod.is_unbounded(len(f.split.train), plan.interval)})
                 if short:
                     print(f"intervals: no CV+ interval at {plan.interval:g} is finite with "
                           f"{', '.join(map(str, short))} training samples (the rank "

@@ -61,7 +61,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, limit: float = DETECTION_LIMI
     precision, recall = precision_recall(y_true, y_pred, limit)
     sse = ((y_true - y_pred) ** 2).sum(axis=0)
     absent = np.where(y_true == 0, y_pred, np.nan)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: no absent sample
         absent_median = np.nanmedian(absent, axis=0)
     return {"precision": precision, "recall": recall, "r2": r2_or_nan(y_true, y_pred),

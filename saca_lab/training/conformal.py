@@ -181,9 +181,15 @@ def finite_levels(n_scores: int) -> float:
     return n_scores / (n_scores + 1)
 
 
+def is_unbounded(n_scores: int, level: float) -> bool:
+    """True when ``n_scores`` scores give an infinite interval at ``level``: the rank
+    ``ceil((n + 1) level)`` exceeds ``n`` (split conformal and CV+ alike)."""
+    return math.isinf(conformal_quantile(np.zeros(n_scores), level))
+
+
 def unbounded_note(n_scores: int, level: float) -> str | None:
     """A warning when ``n_scores`` give an infinite interval at ``level``, else None."""
-    if conformal_quantile(np.zeros(n_scores), level) < math.inf:
+    if not is_unbounded(n_scores, level):
         return None
     return (f"{n_scores} calibration scores give infinite bounds at level {level:g} (finite up to "
             f"{finite_levels(n_scores):.3g}; at 0.9 it takes 9): keep more calibration samples "
